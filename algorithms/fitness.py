@@ -1,0 +1,182 @@
+"""Portfolio metrics and fitness (brief §3.3), batched over portfolios, on NumPy or CuPy.
+
+Every function takes an array module ``xp`` and daily portfolio series ``s`` of shape
+``(P, T)`` — one row per portfolio, the equal-weight mean of its members — and returns
+``(P,)``. No Python loop runs over portfolios. Inputs are finite (the loader refuses
+NaN and infinities), so no NaN policy is needed beyond the guarded divisions below.
+
+Conventions where a denominator vanishes follow the historical ``ratio``: a value near
+zero (≤ ``EPS``) switches to a bounded fallback instead of dividing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+EPS = 1e-6  # currency units: a drawdown or loss below this counts as none
+TINY = 1e-12  # a standard deviation below this counts as zero
+RATIO_GAIN_FALLBACK = 100.0  # no drawdown, positive ROI: 100·roi (historical rule)
+RATIO_LOSS_FALLBACK = 10.0  # no drawdown, negative ROI: 10·roi (historical rule)
+
+METRICS = (
+    "ratio",
+    "roi",
+    "less max dd",
+    "win percentage",
+    "profit factor",
+    "expectancy",
+    "sharpe",
+    "sortino",
+    "calmar",
+)
+
+
+@dataclass(frozen=True)
+class Objective:
+    """What fitness means: ``metric − λ·avgcorr``, the penalty halved when MDD < drawdown_threshold."""
+
+    metric: str = "ratio"
+    penalty_weight: float = 10.0
+    drawdown_threshold: float = 0.0
+    periods_per_year: int = 252
+
+    def __post_init__(self) -> None:
+        if self.metric not in METRICS:
+            raise ValueError(f"unknown metric {self.metric!r}; one of {METRICS}")
+
+
+def max_drawdown(xp: Any, s: Any) -> Any:
+    """``max_t (max_{u≤t} E[u] − E[t])`` with ``E = cumsum(s)``; the running peak starts at E[1]."""
+    equity = xp.cumsum(s, axis=1)
+    peak = xp.maximum.accumulate(equity, axis=1)
+    return (peak - equity).max(axis=1)
+
+
+def _fallback_ratio(xp: Any, numerator: Any, denominator: Any) -> Any:
+    """numerator/denominator, or 100·num (num > 0), 10·num (num < 0), 0 when denominator ≤ EPS."""
+    safe = xp.where(denominator > EPS, denominator, 1.0)
+    fallback = xp.where(
+        numerator > 0,
+        RATIO_GAIN_FALLBACK * numerator,
+        xp.where(numerator < 0, RATIO_LOSS_FALLBACK * numerator, 0.0),
+    )
+    return xp.where(denominator > EPS, numerator / safe, fallback)
+
+
+def _sharpe(xp: Any, s: Any, periods_per_year: int) -> Any:
+    days = s.shape[1]
+    mean = s.mean(axis=1)
+    std = xp.sqrt(((s - mean[:, None]) ** 2).sum(axis=1) / max(days - 1, 1))
+    return xp.where(std > TINY, mean / xp.where(std > TINY, std, 1.0), 0.0) * np.sqrt(periods_per_year)
+
+
+def metric_values(xp: Any, s: Any, metric: str, periods_per_year: int = 252, mdd: Any = None) -> Any:
+    """The selectable metric of brief §3.3 for each portfolio; higher is always better.
+
+    Parameters
+    ----------
+    s : float64, shape (P, T). Daily portfolio P&L.
+    mdd : optional precomputed ``max_drawdown(xp, s)``, shape (P,).
+
+    Returns
+    -------
+    float64, shape (P,).
+    """
+    if metric in ("ratio", "less max dd", "calmar") and mdd is None:
+        mdd = max_drawdown(xp, s)
+    if metric == "ratio":
+        return _fallback_ratio(xp, s.sum(axis=1), mdd)
+    if metric == "roi":
+        return s.sum(axis=1)
+    if metric == "less max dd":
+        return -mdd
+    if metric == "calmar":
+        return _fallback_ratio(xp, s.mean(axis=1) * periods_per_year, mdd)
+    if metric == "sharpe":
+        return _sharpe(xp, s, periods_per_year)
+    wins = s > 0
+    win_share = wins.mean(axis=1)
+    if metric == "win percentage":
+        return win_share
+    gains = xp.where(wins, s, 0.0).sum(axis=1)
+    losses = -xp.where(s < 0, s, 0.0).sum(axis=1)
+    if metric == "profit factor":
+        safe = xp.where(losses > EPS, losses, 1.0)
+        return xp.where(losses > EPS, gains / safe, xp.where(gains > 0, 1.0, 0.0))
+    if metric == "expectancy":
+        n_win = wins.sum(axis=1)
+        n_loss = (s < 0).sum(axis=1)
+        avg_win = gains / xp.maximum(n_win, 1)
+        avg_loss = losses / xp.maximum(n_loss, 1)
+        return win_share * avg_win - (1.0 - win_share) * avg_loss
+    if metric == "sortino":
+        downside = xp.sqrt((xp.minimum(s, 0.0) ** 2).mean(axis=1))
+        sortino = s.mean(axis=1) / xp.where(downside > TINY, downside, 1.0) * np.sqrt(periods_per_year)
+        # No losing day: the downside deviation is zero; score it like Sharpe instead of dividing by zero.
+        return xp.where(downside > TINY, sortino, _sharpe(xp, s, periods_per_year))
+    raise ValueError(f"unknown metric {metric!r}")
+
+
+def average_correlation(xp: Any, unit_sums: Any, nonconstant: Any, n: int) -> Any:
+    """Average pairwise correlation from ``‖Σ u_i‖²`` (brief §3.2).
+
+    Parameters
+    ----------
+    unit_sums : float64, shape (P, T). Sum of the members' unit columns.
+    nonconstant : float64, shape (P,). Number of non-constant members.
+    """
+    return (xp.einsum("pt,pt->p", unit_sums, unit_sums) - nonconstant) / (n * (n - 1))
+
+
+def fitness_from_sums(xp: Any, sums: Any, nonconstant: Any, n: int, objective: Objective) -> Any:
+    """Fitness of portfolios given the sums of their members' rows.
+
+    Parameters
+    ----------
+    sums : float64, shape (P, 2T). Columns ``[:T]`` sum the members' P&L, ``[T:]`` their unit columns.
+    nonconstant : float64, shape (P,). Number of non-constant members.
+
+    Returns
+    -------
+    float64, shape (P,), on the array module of ``sums``.
+    """
+    days = sums.shape[1] // 2
+    s = sums[:, :days] / n
+    mdd = max_drawdown(xp, s)
+    value = metric_values(xp, s, objective.metric, objective.periods_per_year, mdd=mdd)
+    if objective.penalty_weight == 0:
+        return value
+    corr = average_correlation(xp, sums[:, days:], nonconstant, n)
+    weight = xp.full(value.shape, objective.penalty_weight)
+    if objective.drawdown_threshold > 0:
+        weight = xp.where(mdd < objective.drawdown_threshold, weight / 2, weight)
+    return value - weight * corr
+
+
+def portfolio_report(s: np.ndarray, periods_per_year: int = 252) -> dict[str, float]:
+    """Reported metrics of one portfolio's daily series ``s`` (shape (T,), NumPy), brief §3.3.
+
+    ``win_percentage`` is in percent (0–100); VaR/CVaR 95 % are losses, as positive amounts.
+    """
+    row = s[None, :]
+    mdd = float(max_drawdown(np, row)[0])
+    tail = np.quantile(s, 0.05)
+    var95 = float(-tail)
+    cvar95 = float(-s[s <= tail].mean())
+    return {
+        "total_roi": float(s.sum()),
+        "max_drawdown": mdd,
+        "ratio": float(metric_values(np, row, "ratio", periods_per_year, mdd=np.array([mdd]))[0]),
+        "win_percentage": 100.0 * float((s > 0).mean()),
+        "profit_factor": float(metric_values(np, row, "profit factor")[0]),
+        "expectancy": float(metric_values(np, row, "expectancy")[0]),
+        "sharpe_ratio": float(metric_values(np, row, "sharpe", periods_per_year)[0]),
+        "sortino_ratio": float(metric_values(np, row, "sortino", periods_per_year)[0]),
+        "calmar_ratio": float(metric_values(np, row, "calmar", periods_per_year, mdd=np.array([mdd]))[0]),
+        "annualized_return": float(s.mean() * periods_per_year),
+        "var_95": var95,
+        "cvar_95": cvar95,
+    }

@@ -1,0 +1,43 @@
+"""Hill climbing: steepest ascent over sampled single-swap neighbourhoods, with restarts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from algorithms.operators import apply_swap, random_subsets, random_swaps
+from algorithms.problem import Evaluator
+
+
+@dataclass(frozen=True)
+class HillClimbing:
+    """From a random portfolio, evaluate ``neighbourhood`` random swaps at once (each in O(T))
+    and move to the best if it improves; after ``patience`` neighbourhoods without
+    improvement, restart from a new random portfolio."""
+
+    neighbourhood: int = 100
+    patience: int = 3
+    name: ClassVar[str] = "hill_climbing"
+
+    def search(self, evaluator: Evaluator, rng: np.random.Generator) -> None:
+        problem = evaluator.problem
+        current: np.ndarray | None = None
+        fitness = -np.inf
+        stalled = 0
+        while (left := evaluator.remaining) > 0:
+            if current is None or stalled >= self.patience:
+                current = random_subsets(rng, problem.n_strategies, problem.size, 1)[0]
+                fitness = float(evaluator.evaluate(current[None, :])[0])
+                stalled = 0
+                continue
+            out_pos, incoming = random_swaps(rng, current, problem.n_strategies, min(self.neighbourhood, left))
+            neighbours = evaluator.evaluate_swaps(current, out_pos, incoming)
+            best = int(np.argmax(neighbours))
+            if neighbours[best] > fitness:
+                current = apply_swap(current, int(out_pos[best]), int(incoming[best]))
+                fitness = float(neighbours[best])
+                stalled = 0
+            else:
+                stalled += 1

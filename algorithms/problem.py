@@ -1,0 +1,195 @@
+"""The problem of one (job, size) and the one evaluator that counts every algorithm's budget."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from algorithms.fitness import Objective, fitness_from_sums
+from algorithms.operators import apply_swap
+
+CHUNK_ROWS = 512  # portfolios per gather block: (512, 2T) float64 stays in L2
+
+
+@lru_cache(maxsize=4)
+def _pool(threads: int) -> ThreadPoolExecutor:
+    # NumPy's gather and ufuncs release the GIL, so threads split a population's work.
+    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="heavyopt-eval")
+
+
+@dataclass(frozen=True, eq=False)
+class Problem:
+    """Choose ``size`` distinct strategies maximising the objective.
+
+    Attributes
+    ----------
+    rows : float64, shape (S, 2T), on ``xp``. Row j is strategy j's daily P&L followed by
+        its unit (centred, normalised) column, so one gather gives both the portfolio
+        series and the correlation identity's sum.
+    nonconstant : float64, shape (S,), on ``xp``. 1 for a non-constant strategy, else 0.
+    """
+
+    rows: Any
+    nonconstant: Any
+    size: int
+    objective: Objective
+    xp: Any = np
+    threads: int = 1
+
+    @classmethod
+    def from_pnl(
+        cls, pnl: np.ndarray, units: np.ndarray, nonconstant: np.ndarray, size: int, objective: Objective, **kw: Any
+    ) -> Problem:
+        """Build from host arrays ``pnl`` and ``units`` of shape (T, S)."""
+        rows = np.ascontiguousarray(np.hstack([pnl.T, units.T]), dtype=np.float64)
+        return cls(rows=rows, nonconstant=nonconstant.astype(np.float64), size=size, objective=objective, **kw)
+
+    def with_size(self, size: int) -> Problem:
+        """The same data for another portfolio size (arrays shared, not copied)."""
+        return Problem(self.rows, self.nonconstant, size, self.objective, self.xp, self.threads)
+
+    @property
+    def n_strategies(self) -> int:
+        return int(self.rows.shape[0])
+
+    @property
+    def n_days(self) -> int:
+        return int(self.rows.shape[1] // 2)
+
+    def sums(self, population: np.ndarray) -> tuple[Any, Any]:
+        """Row sums and non-constant counts of each portfolio.
+
+        Members are summed in ascending index order, so a portfolio's fitness depends only
+        on its set, bit for bit.
+
+        Parameters
+        ----------
+        population : int, shape (P, n), host.
+
+        Returns
+        -------
+        sums : float64, shape (P, 2T), on ``xp``.
+        counts : float64, shape (P,), on ``xp``.
+        """
+        xp = self.xp
+        ordered = xp.asarray(np.sort(population, axis=1))
+        out = self.rows[ordered[:, 0]]
+        for k in range(1, ordered.shape[1]):
+            out += self.rows[ordered[:, k]]
+        return out, self.nonconstant[ordered].sum(axis=1)
+
+    def _evaluate_chunk(self, population: np.ndarray) -> np.ndarray:
+        sums, counts = self.sums(population)
+        fit = fitness_from_sums(self.xp, sums, counts, self.size, self.objective)
+        return np.asarray(fit.get() if hasattr(fit, "get") else fit, dtype=np.float64)
+
+    def evaluate(self, population: np.ndarray) -> np.ndarray:
+        """Fitness of each portfolio.
+
+        Parameters
+        ----------
+        population : int, shape (P, n), host; each row n distinct strategy indices.
+
+        Returns
+        -------
+        float64, shape (P,), host.
+        """
+        population = np.asarray(population)
+        if population.ndim != 2 or population.shape[1] != self.size:
+            raise ValueError(f"population must have shape (P, {self.size}), got {population.shape}")
+        chunks = [population[i : i + CHUNK_ROWS] for i in range(0, len(population), CHUNK_ROWS)]
+        if self.threads > 1 and len(chunks) > 1 and self.xp is np:
+            return np.concatenate(list(_pool(self.threads).map(self._evaluate_chunk, chunks)))
+        if not chunks:
+            return np.empty(0)
+        return np.concatenate([self._evaluate_chunk(c) for c in chunks])
+
+    def evaluate_swaps(self, members: np.ndarray, out_pos: np.ndarray, incoming: np.ndarray) -> np.ndarray:
+        """Fitness of single-swap neighbours of one portfolio, each in O(T).
+
+        Parameters
+        ----------
+        members : int, shape (n,). The current portfolio.
+        out_pos : int, shape (K,). Position in ``members`` of the strategy leaving.
+        incoming : int, shape (K,). Strategy entering; not in ``members``.
+
+        Returns
+        -------
+        float64, shape (K,), host.
+        """
+        xp = self.xp
+        base, count = self.sums(members[None, :])
+        leaving = xp.asarray(members[out_pos])
+        entering = xp.asarray(incoming)
+        sums = base + self.rows[entering] - self.rows[leaving]
+        counts = count + self.nonconstant[entering] - self.nonconstant[leaving]
+        fit = fitness_from_sums(xp, sums, counts, self.size, self.objective)
+        return np.asarray(fit.get() if hasattr(fit, "get") else fit, dtype=np.float64)
+
+
+class BudgetExceeded(RuntimeError):
+    """An algorithm asked for more evaluations than it had left: a bug in that algorithm."""
+
+
+@dataclass
+class Evaluator:
+    """Counts evaluations against the budget and remembers the best portfolio seen.
+
+    Algorithms ask ``remaining`` before each batch; it drops to 0 when the budget is spent
+    or the time limit has passed, which ends the search. The best portfolio's fitness is
+    always its full evaluation (swap-evaluated improvements are re-evaluated in full), so
+    the reported fitness equals ``problem.evaluate`` of the reported portfolio.
+    """
+
+    problem: Problem
+    budget: int
+    time_limit_s: float | None = None
+    used: int = 0
+    best_fitness: float = -np.inf
+    best: np.ndarray | None = None
+    trace: list[tuple[int, float]] = field(default_factory=list)
+    timed_out: bool = False
+    _started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def remaining(self) -> int:
+        if self.time_limit_s is not None and time.perf_counter() - self._started > self.time_limit_s:
+            self.timed_out = True
+            return 0
+        return self.budget - self.used
+
+    def _charge(self, count: int) -> None:
+        if count > self.budget - self.used:
+            raise BudgetExceeded(f"asked for {count} evaluations with {self.budget - self.used} left")
+        self.used += count
+
+    def _offer(self, fitness: float, portfolio: np.ndarray) -> None:
+        if fitness > self.best_fitness:
+            self.best_fitness = fitness
+            self.best = np.sort(portfolio)
+            self.trace.append((self.used, fitness))
+
+    def evaluate(self, population: np.ndarray) -> np.ndarray:
+        """Fitness of a (P, n) population; P evaluations charged."""
+        self._charge(len(population))
+        fit = self.problem.evaluate(population)
+        if len(fit):
+            i = int(np.argmax(fit))
+            self._offer(float(fit[i]), population[i])
+        return fit
+
+    def evaluate_swaps(self, members: np.ndarray, out_pos: np.ndarray, incoming: np.ndarray) -> np.ndarray:
+        """Fitness of K single-swap neighbours of ``members``; K evaluations charged."""
+        self._charge(len(out_pos))
+        fit = self.problem.evaluate_swaps(members, out_pos, incoming)
+        if len(fit):
+            i = int(np.argmax(fit))
+            if fit[i] > self.best_fitness:
+                neighbour = apply_swap(members, int(out_pos[i]), int(incoming[i]))
+                self._offer(float(self.problem.evaluate(neighbour[None, :])[0]), neighbour)
+        return fit

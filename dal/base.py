@@ -1,0 +1,129 @@
+"""The storage interface every backend implements, and the factory from a URL.
+
+Contract (checked by ``tests/dal/test_contract.py`` for every backend):
+
+- ``store_pnl`` writes one job's P&L in long form ``(job_id, day_idx, strategy_idx, pnl)``
+  with dimension tables ``days(job_id, day_idx, trade_date, zone)`` and
+  ``strategies(job_id, strategy_idx, name, inverted)``; storing a job id twice replaces it.
+- ``apply_ulta`` inverts, inside the database, every strategy whose total is negative
+  beyond rounding (``SUM(pnl) < -ULTA_TOLERANCE · SUM(ABS(pnl))``), renames it
+  ``<name>_inv`` and returns how many it inverted. Calling it twice inverts nothing more.
+- ``fetch_pnl`` returns the stored matrix exactly as stored (bit for bit).
+- Job records and per size × algorithm results are kept for history; ``prune`` drops the
+  P&L of all but the newest jobs and never touches records or results.
+
+Backends are not thread-safe: one job uses one backend from one thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from optimizer.errors import BackendUnavailable
+
+# A total within 1e-9 of the strategy's gross P&L is zero up to floating-point rounding:
+# no summation order can flip the decision, so SQL and arrays agree exactly.
+ULTA_TOLERANCE = 1e-9
+
+
+@dataclass(frozen=True)
+class StoredPnl:
+    """One job's P&L as fetched back.
+
+    Attributes
+    ----------
+    pnl : float64 array, shape (rows, strategies), rows ordered by ``day_idx``.
+    dates : datetime64[D] array, shape (rows,).
+    zones : zone of each row, or None if the input had no Zone column.
+    strategies : names, ``<name>_inv`` for inverted ones.
+    inverted : bool array, shape (strategies,).
+    """
+
+    pnl: np.ndarray
+    dates: np.ndarray
+    zones: tuple[str, ...] | None
+    strategies: tuple[str, ...]
+    inverted: np.ndarray
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    """One (size, algorithm) outcome, as stored for history."""
+
+    size: int
+    algorithm: str
+    status: str  # "ok" or "failed"
+    fitness: float | None
+    evaluations: int
+    seconds: float
+    strategies: tuple[str, ...]
+    error: str = ""
+
+
+class Backend(Protocol):
+    """A place to keep P&L, run ULTA in SQL, and keep job history."""
+
+    url: str  # redacted: safe to log
+
+    def store_pnl(
+        self,
+        job_id: str,
+        dates: np.ndarray,
+        zones: Sequence[str] | None,
+        strategies: Sequence[str],
+        pnl: np.ndarray,
+    ) -> None: ...
+
+    def apply_ulta(self, job_id: str) -> int: ...
+
+    def fetch_pnl(self, job_id: str) -> StoredPnl: ...
+
+    def record_job(self, job_id: str, **fields: Any) -> None: ...
+
+    def record_results(self, job_id: str, rows: Sequence[ResultRow]) -> None: ...
+
+    def job(self, job_id: str) -> dict[str, Any] | None: ...
+
+    def results(self, job_id: str) -> list[dict[str, Any]]: ...
+
+    def prune(self, keep_pnl_jobs: int) -> int: ...
+
+    def close(self) -> None: ...
+
+
+JOB_FIELDS = (
+    "source",
+    "status",
+    "created_at",
+    "finished_at",
+    "n_rows",
+    "n_strategies",
+    "seed",
+    "config_json",
+    "winner_json",
+    "error",
+    "run_dir",
+)
+
+
+def open_backend(url: str) -> Backend:
+    """A backend for ``duckdb:///path/to/file.duckdb`` (or ``duckdb:///:memory:``).
+
+    Raises
+    ------
+    BackendUnavailable
+        Unknown scheme, missing driver, or a database that cannot be opened.
+    """
+    scheme, sep, rest = url.partition("://")
+    if scheme == "duckdb" and sep:
+        from dal.duckdb_backend import DuckDBBackend
+
+        return DuckDBBackend(rest[1:] if rest.startswith("/") else rest)
+    raise BackendUnavailable(
+        f"database error: DATABASE.url {url.split('@')[-1]!r}: unsupported scheme {scheme!r}; "
+        "use duckdb:///path/to/file.duckdb (the embedded default)"
+    )

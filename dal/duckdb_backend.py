@@ -1,0 +1,222 @@
+"""DuckDB backend: the embedded default, one file under the data directory, no server."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+
+from dal.base import JOB_FIELDS, ULTA_TOLERANCE, ResultRow, StoredPnl
+from optimizer.errors import BackendUnavailable
+
+SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS jobs (
+        job_id VARCHAR, source VARCHAR, status VARCHAR, created_at TIMESTAMP, finished_at TIMESTAMP,
+        n_rows INTEGER, n_strategies INTEGER, seed BIGINT, config_json VARCHAR, winner_json VARCHAR,
+        error VARCHAR, run_dir VARCHAR)""",
+    "CREATE TABLE IF NOT EXISTS days (job_id VARCHAR, day_idx INTEGER, trade_date DATE, zone VARCHAR)",
+    """CREATE TABLE IF NOT EXISTS strategies (
+        job_id VARCHAR, strategy_idx INTEGER, name VARCHAR, inverted BOOLEAN)""",
+    "CREATE TABLE IF NOT EXISTS pnl (job_id VARCHAR, day_idx INTEGER, strategy_idx INTEGER, pnl DOUBLE)",
+    """CREATE TABLE IF NOT EXISTS results (
+        job_id VARCHAR, size INTEGER, algorithm VARCHAR, status VARCHAR, fitness DOUBLE,
+        evaluations BIGINT, seconds DOUBLE, strategies VARCHAR, error VARCHAR)""",
+)
+
+# Portable SQL (DuckDB and HeavyDB share it): the strategies to invert.
+ULTA_SELECT = f"""
+    SELECT strategy_idx FROM pnl WHERE job_id = ?
+    GROUP BY strategy_idx HAVING SUM(pnl) < -{ULTA_TOLERANCE!r} * SUM(ABS(pnl))"""
+
+
+class DuckDBBackend:
+    """Backend over one DuckDB file (``:memory:`` for a throw-away database)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.url = f"duckdb:///{path}"
+        try:
+            if path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self._con = duckdb.connect(path)
+        except (duckdb.Error, OSError) as exc:
+            first = str(exc).splitlines()[0]
+            hint = (
+                "another heavyopt process is using it; wait for it or set DATABASE.data_dir to another folder"
+                if "lock" in first.lower()
+                else "check DATABASE.data_dir / DATABASE.url and the folder's permissions"
+            )
+            raise BackendUnavailable(f"database error: cannot open {path}: {first}; {hint}") from None
+        for statement in SCHEMA:
+            self._con.execute(statement)
+
+    def _delete_pnl(self, job_id: str) -> None:
+        for table in ("pnl", "days", "strategies"):
+            self._con.execute(f"DELETE FROM {table} WHERE job_id = ?", [job_id])
+
+    def store_pnl(
+        self,
+        job_id: str,
+        dates: np.ndarray,
+        zones: Sequence[str] | None,
+        strategies: Sequence[str],
+        pnl: np.ndarray,
+    ) -> None:
+        rows, n_strategies = pnl.shape
+        con = self._con
+        con.execute("BEGIN TRANSACTION")
+        try:
+            self._delete_pnl(job_id)
+            days = {
+                "day_idx": np.arange(rows, dtype=np.int32),
+                # DuckDB scans datetime64[s] (not [D]); the column is cast back to DATE on insert.
+                "trade_date": dates.astype("datetime64[D]").astype("datetime64[s]"),
+                "zone": np.array(list(zones) if zones is not None else [None] * rows, dtype=object),
+            }
+            con.register("heavyopt_days", days)
+            con.execute(
+                "INSERT INTO days SELECT ?, day_idx, CAST(trade_date AS DATE), zone FROM heavyopt_days", [job_id]
+            )
+            names = {
+                "strategy_idx": np.arange(n_strategies, dtype=np.int32),
+                "name": np.array(list(strategies), dtype=object),
+            }
+            con.register("heavyopt_strategies", names)
+            con.execute(
+                "INSERT INTO strategies SELECT ?, strategy_idx, name, FALSE FROM heavyopt_strategies", [job_id]
+            )
+            long_form = {
+                "day_idx": np.repeat(np.arange(rows, dtype=np.int32), n_strategies),
+                "strategy_idx": np.tile(np.arange(n_strategies, dtype=np.int32), rows),
+                "pnl": np.ascontiguousarray(pnl, dtype=np.float64).ravel(),
+            }
+            con.register("heavyopt_pnl", long_form)
+            con.execute("INSERT INTO pnl SELECT ?, day_idx, strategy_idx, pnl FROM heavyopt_pnl", [job_id])
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+        finally:
+            for view in ("heavyopt_days", "heavyopt_strategies", "heavyopt_pnl"):
+                con.unregister(view)
+
+    def apply_ulta(self, job_id: str) -> int:
+        con = self._con
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute(
+                f"""UPDATE strategies SET inverted = TRUE, name = name || '_inv'
+                    WHERE job_id = ? AND NOT inverted AND strategy_idx IN ({ULTA_SELECT})""",
+                [job_id, job_id],
+            )
+            count = con.execute(
+                "SELECT COUNT(*) FROM strategies WHERE job_id = ? AND inverted", [job_id]
+            ).fetchone()
+            con.execute(
+                """UPDATE pnl SET pnl = -pnl WHERE job_id = ? AND strategy_idx IN (
+                       SELECT strategy_idx FROM strategies WHERE job_id = ? AND inverted)
+                   AND pnl IS NOT NULL""",
+                [job_id, job_id],
+            )
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+        return int(count[0]) if count else 0
+
+    def fetch_pnl(self, job_id: str) -> StoredPnl:
+        con = self._con
+        days = con.execute(
+            "SELECT day_idx, trade_date, zone FROM days WHERE job_id = ? ORDER BY day_idx", [job_id]
+        ).fetchnumpy()
+        strat = con.execute(
+            "SELECT strategy_idx, name, inverted FROM strategies WHERE job_id = ? ORDER BY strategy_idx", [job_id]
+        ).fetchnumpy()
+        n_rows, n_strategies = len(days["day_idx"]), len(strat["strategy_idx"])
+        if n_rows == 0:
+            raise KeyError(f"no P&L stored for job {job_id!r}")
+        cells = con.execute(
+            "SELECT day_idx, strategy_idx, pnl FROM pnl WHERE job_id = ?", [job_id]
+        ).fetchnumpy()
+        matrix = np.zeros((n_rows, n_strategies), dtype=np.float64)
+        matrix[cells["day_idx"], cells["strategy_idx"]] = cells["pnl"]
+        zone_values = days["zone"]
+        has_zones = bool(np.any([z is not None for z in zone_values]))
+        return StoredPnl(
+            pnl=matrix,
+            dates=np.asarray(days["trade_date"], dtype="datetime64[D]"),
+            zones=tuple(str(z) for z in zone_values) if has_zones else None,
+            strategies=tuple(str(n) for n in strat["name"]),
+            inverted=np.asarray(strat["inverted"], dtype=bool),
+        )
+
+    def record_job(self, job_id: str, **fields: Any) -> None:
+        unknown = set(fields) - set(JOB_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown job fields: {sorted(unknown)}")
+        exists = self._con.execute("SELECT 1 FROM jobs WHERE job_id = ?", [job_id]).fetchone()
+        if not exists:
+            self._con.execute("INSERT INTO jobs (job_id) VALUES (?)", [job_id])
+        for name, value in fields.items():
+            self._con.execute(f"UPDATE jobs SET {name} = ? WHERE job_id = ?", [value, job_id])
+
+    def record_results(self, job_id: str, rows: Sequence[ResultRow]) -> None:
+        """Replace the job's stored results with ``rows``."""
+        self._con.execute("DELETE FROM results WHERE job_id = ?", [job_id])
+        if not rows:
+            return
+        self._con.executemany(
+            "INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                [
+                    job_id,
+                    r.size,
+                    r.algorithm,
+                    r.status,
+                    r.fitness,
+                    r.evaluations,
+                    r.seconds,
+                    json.dumps(list(r.strategies)),
+                    r.error,
+                ]
+                for r in rows
+            ],
+        )
+
+    def job(self, job_id: str) -> dict[str, Any] | None:
+        cur = self._con.execute("SELECT * FROM jobs WHERE job_id = ?", [job_id])
+        row = cur.fetchone()
+        if row is None:
+            return None
+        return dict(zip([d[0] for d in cur.description], row, strict=True))
+
+    def results(self, job_id: str) -> list[dict[str, Any]]:
+        cur = self._con.execute(
+            "SELECT * FROM results WHERE job_id = ? ORDER BY size, algorithm", [job_id]
+        )
+        names = [d[0] for d in cur.description]
+        out = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        for row in out:
+            row["strategies"] = json.loads(row["strategies"])
+        return out
+
+    def prune(self, keep_pnl_jobs: int) -> int:
+        """Delete the P&L of all but the newest ``keep_pnl_jobs`` jobs; returns how many jobs were pruned."""
+        stored = [r[0] for r in self._con.execute("SELECT DISTINCT job_id FROM days").fetchall()]
+        newest = [
+            r[0]
+            for r in self._con.execute(
+                "SELECT job_id FROM jobs ORDER BY created_at DESC NULLS LAST LIMIT ?", [keep_pnl_jobs]
+            ).fetchall()
+        ]
+        old = [j for j in stored if j not in set(newest)]
+        for job_id in old:
+            self._delete_pnl(job_id)
+        return len(old)
+
+    def close(self) -> None:
+        self._con.close()

@@ -1,0 +1,174 @@
+"""The ``heavyopt`` command."""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from optimizer import __version__
+from optimizer.config import Config, load_config
+from optimizer.errors import HeavyOptError
+
+app = typer.Typer(
+    name="heavyopt",
+    help="Heavy Optimizer: pick the best portfolio of option strategies from a P&L CSV.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True)
+out = Console()
+
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", "-c", help="INI file (config_zone.ini keys).", dir_okay=False)
+]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override a key: SECTION.key=value (repeatable), e.g. PORTFOLIO.max_size=40."),
+]
+
+
+def _fail(exc: HeavyOptError) -> typer.Exit:
+    err.print(f"heavyopt: {exc}", markup=False, highlight=False, soft_wrap=True)
+    return typer.Exit(exc.exit_code)
+
+
+def _config(config_file: Path | None, sets: list[str] | None, extra: list[str]) -> Config:
+    return load_config([config_file] if config_file else [], overrides=[*(sets or []), *extra])
+
+
+@app.command()
+def run(
+    file: Annotated[Path, typer.Argument(help="Strategy P&L CSV: Date, optional metadata, one column per strategy.")],
+    config_file: ConfigOpt = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", "-o", help="Folder for run folders [OUTPUT.dir].")] = None,
+    seed: Annotated[int | None, typer.Option(help="Job seed [GENERAL.seed].")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Where the DuckDB file lives [DATABASE.data_dir].")] = None,
+    sets: SetOpt = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Optimise one CSV: load → ULTA → correlation → search every size → winner → run folder."""
+    from optimizer.pipeline import run_job
+
+    extra = []
+    if seed is not None:
+        extra.append(f"GENERAL.seed={seed}")
+    if data_dir is not None:
+        extra.append(f"DATABASE.data_dir={data_dir}")
+    if out_dir is not None:
+        extra.append(f"OUTPUT.dir={out_dir}")
+    try:
+        config = _config(config_file, sets, extra)
+        progress = Progress(
+            TextColumn("{task.description:<34}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+            TimeElapsedColumn(), console=err, disable=quiet, transient=True,
+        )
+        with progress:
+            task = progress.add_task("load", total=100)
+
+            def report(step: str, pct: float) -> None:
+                progress.update(task, description=step, completed=pct)
+
+            outcome = run_job(file, config, out_dir=Path(config.output.dir), progress=report)
+    except HeavyOptError as exc:
+        raise _fail(exc) from None
+    w = outcome.report.winner
+    metrics = w.metrics
+    out.print(
+        f"winner: size {w.size}, {w.algorithm}, fitness {w.fitness:.4f} "
+        f"(ROI {metrics['total_roi']:,.0f}, max DD {metrics['max_drawdown']:,.0f}, "
+        f"avg corr {metrics['avg_correlation']:.3f})",
+        highlight=False,
+    )
+    timings = ", ".join(f"{k} {v:.2f}s" for k, v in outcome.report.timings_s)
+    out.print(f"steps: {timings}", highlight=False)
+    for line in outcome.writer_errors:
+        err.print(f"heavyopt: output failed: {line}", markup=False)
+    out.print(str(outcome.run_dir), highlight=False, soft_wrap=True)
+
+
+@app.command()
+def generate(
+    file: Annotated[Path, typer.Argument(help="CSV to write.")],
+    strategies: Annotated[int, typer.Option(min=1, help="Number of strategy columns.")] = 25_544,
+    days: Annotated[int, typer.Option(min=2, help="Number of trading days (rows).")] = 82,
+    seed: Annotated[int, typer.Option(min=0, help="Random seed; same seed, same file.")] = 1,
+) -> None:
+    """Write a realistic synthetic P&L CSV calibrated to the production statistics."""
+    from optimizer.synthetic import write_csv
+
+    path = write_csv(file, strategies, days, seed)
+    out.print(f"wrote {path} ({strategies} strategies × {days} days, {path.stat().st_size / 1e6:.1f} MB)")
+
+
+@app.command()
+def demo(
+    work_dir: Annotated[Path, typer.Option("--dir", help="Where to put the demo CSV and run folders.")] = Path(
+        "demo"
+    ),
+    sets: SetOpt = None,
+) -> None:
+    """Generate a production-shape file (25,544 × 82) and optimise it with the defaults."""
+    from optimizer.synthetic import write_csv
+
+    work_dir.mkdir(parents=True, exist_ok=True)
+    csv_path = work_dir / "demo_strategies.csv"
+    if not csv_path.exists():
+        write_csv(csv_path, 25_544, 82, seed=1)
+        out.print(f"generated {csv_path}")
+    run(csv_path, None, work_dir / "output", None, work_dir / "data", sets, False)
+
+
+@app.command()
+def bench(
+    strategies: Annotated[int, typer.Option(min=100)] = 25_544,
+    days: Annotated[int, typer.Option(min=10)] = 82,
+    seed: Annotated[int, typer.Option(min=0)] = 1,
+    threads: Annotated[int, typer.Option(min=1, help="Threads for the multi-threaded batch figure.")] = 2,
+    json_file: Annotated[Path | None, typer.Option("--json", help="Also write the figures as JSON.")] = None,
+) -> None:
+    """Time every step on a generated file, each beside a baseline measured in the same run."""
+    import os
+    import platform
+
+    from optimizer.bench import run_bench
+
+    rows = run_bench(strategies, days, seed, threads, Path(tempfile.gettempdir()))
+    table = Table(title=f"heavyopt bench: {strategies} × {days}, {os.cpu_count()} CPUs, {platform.processor() or ''}")
+    for col in ("step", "seconds", "rate", "baseline", "speed-up"):
+        table.add_column(col, justify="left" if col in ("step", "baseline") else "right")
+    for r in rows:
+        rate = f"{r.rate:,.0f} {r.unit}" if r.rate is not None else ""
+        base = f"{r.baseline} {r.baseline_seconds:.3f}s" if r.baseline_seconds is not None else ""
+        speed = f"{r.speedup:.1f}×" if r.speedup is not None else ""
+        table.add_row(r.step, f"{r.seconds:.3f}", rate, base, speed)
+    out.print(table)
+    if json_file:
+        payload = {
+            "strategies": strategies, "days": days, "seed": seed, "threads": threads,
+            "cpus": os.cpu_count(), "machine": platform.platform(),
+            "rows": [{**r.__dict__, "speedup": r.speedup} for r in rows],
+        }
+        json_file.write_text(json.dumps(payload, indent=2) + "\n")
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    out.print(f"heavyopt {__version__} (Python {sys.version.split()[0]})")
+
+
+def main() -> None:  # pragma: no cover - console-script entry for python -m
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

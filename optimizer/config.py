@@ -1,0 +1,396 @@
+"""Configuration: INI files compatible with the predecessor's ``config_zone.ini``.
+
+Layers, lowest precedence first: defaults < server config file < job sidecar <
+environment (``HEAVYOPT_<SECTION>_<KEY>``) < command line (``--set SECTION.key=value``).
+Every layer is a ``{section: {key: raw string}}`` mapping; they are merged and parsed
+once into frozen dataclasses. Unknown sections or keys and bad values raise
+:class:`ConfigError` naming ``section.key`` and where the value came from.
+
+This is the only module that reads the environment.
+"""
+
+from __future__ import annotations
+
+import configparser
+import dataclasses
+import difflib
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from algorithms.fitness import METRICS
+from optimizer.errors import ConfigError
+
+DATE_FORMATS = ("auto", "YYYY-MM-DD", "DD-MM-YYYY", "MM-DD-YYYY")
+COMPUTE_BACKENDS = ("auto", "numpy", "cupy")
+
+# Allowed values for string fields, by (section, key).
+_CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("GENERAL", "metric"): METRICS,
+    ("INPUT", "date_format"): DATE_FORMATS,
+    ("COMPUTE", "backend"): COMPUTE_BACKENDS,
+}
+# Inclusive numeric bounds, by (section, key); None means unbounded on that side.
+_BOUNDS: dict[tuple[str, str], tuple[float | None, float | None]] = {
+    ("GENERAL", "ga_generations"): (1, None),
+    ("GENERAL", "strat_limit"): (0, None),
+    ("GENERAL", "seed"): (0, 2**63 - 1),
+    ("PORTFOLIO", "min_size"): (2, None),
+    ("PORTFOLIO", "max_size"): (2, None),
+    ("PORTFOLIO", "population_size"): (2, None),
+    ("PORTFOLIO", "mutation_rate"): (0.0, 1.0),
+    ("OPTIMIZATION", "correlation_penalty_weight"): (0.0, None),
+    ("OPTIMIZATION", "penalty_factor"): (0.0, None),
+    ("OPTIMIZATION", "drawdown_threshold"): (0.0, None),
+    ("OPTIMIZATION", "evaluation_budget"): (1, None),
+    ("OPTIMIZATION", "periods_per_year"): (1, None),
+    ("OPTIMIZATION", "algorithm_timeout_s"): (0.0, None),
+    ("ZONE_SPECIFIC_OPTIMIZATION", "min_size"): (2, None),
+    ("ZONE_SPECIFIC_OPTIMIZATION", "max_size"): (2, None),
+    ("COMPUTE", "threads"): (0, 256),
+    ("DATABASE", "keep_pnl_jobs"): (0, None),
+}
+
+
+@dataclass(frozen=True)
+class General:
+    metric: str = "ratio"
+    ga_generations: int = 100
+    strat_limit: int = 0  # 0 = use every strategy
+    seed: int = 42
+
+
+@dataclass(frozen=True)
+class Portfolio:
+    min_size: int = 35
+    max_size: int = 100
+    population_size: int = 100
+    mutation_rate: float = 0.1
+
+
+@dataclass(frozen=True)
+class Optimization:
+    apply_ulta_logic: bool = True
+    correlation_penalty_weight: float = 10.0
+    penalty_factor: float | None = None  # legacy name of correlation_penalty_weight
+    drawdown_threshold: float = 0.0
+    zone_optimization_enabled: bool = False
+    balanced_mode: bool = False  # accepted for compatibility with config_zone.ini; no effect
+    evaluation_budget: int = 10_000
+    algorithm_timeout_s: float = 600.0  # per algorithm and size; 0 = no limit
+    periods_per_year: int = 252
+
+
+@dataclass(frozen=True)
+class Algorithms:
+    use_genetic_algorithm: bool = True
+    use_particle_swarm: bool = True
+    use_simulated_annealing: bool = True
+    use_differential_evolution: bool = True
+    use_ant_colony: bool = True
+    use_hill_climbing: bool = True
+    use_bayesian_optimization: bool = True
+    use_random_search: bool = True
+
+
+@dataclass(frozen=True)
+class ZoneSpecific:
+    enable: bool = False
+    min_size: int = 10
+    max_size: int = 30
+
+
+@dataclass(frozen=True)
+class Input:
+    date_format: str = "auto"
+
+
+@dataclass(frozen=True)
+class Database:
+    url: str = ""  # empty: duckdb:///<data_dir>/heavyopt.duckdb
+    data_dir: str = ""  # empty: $XDG_DATA_HOME/heavyopt or ~/.local/share/heavyopt
+    keep_pnl_jobs: int = 5  # P&L rows of older jobs are deleted; job records and results are kept
+
+    def __repr__(self) -> str:  # the URL may carry a password
+        return f"Database(url={redact_url(self.url)!r}, data_dir={self.data_dir!r})"
+
+
+@dataclass(frozen=True)
+class Compute:
+    backend: str = "auto"
+    threads: int = 0  # 0 = one per CPU core
+
+
+@dataclass(frozen=True)
+class Output:
+    dir: str = "output"
+
+
+@dataclass(frozen=True)
+class Config:
+    general: General = field(default_factory=General)
+    portfolio: Portfolio = field(default_factory=Portfolio)
+    optimization: Optimization = field(default_factory=Optimization)
+    algorithms: Algorithms = field(default_factory=Algorithms)
+    zone_specific: ZoneSpecific = field(default_factory=ZoneSpecific)
+    zone_weights: tuple[tuple[str, float], ...] = ()
+    input: Input = field(default_factory=Input)
+    database: Database = field(default_factory=Database)
+    compute: Compute = field(default_factory=Compute)
+    output: Output = field(default_factory=Output)
+
+    @property
+    def penalty_weight(self) -> float:
+        """λ of ``fitness = metric − λ·avgcorr``."""
+        return self.optimization.correlation_penalty_weight
+
+    @property
+    def sizes(self) -> range:
+        return range(self.portfolio.min_size, self.portfolio.max_size + 1)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """Plain, JSON-ready view by INI section (secrets redacted)."""
+        out: dict[str, dict[str, Any]] = {}
+        for section, attr in SECTIONS.items():
+            if attr == "zone_weights":
+                out[section] = dict(self.zone_weights)
+                continue
+            values = dataclasses.asdict(getattr(self, attr))
+            if section == "DATABASE":
+                values["url"] = redact_url(values["url"])
+            out[section] = values
+        return out
+
+
+# INI section name -> attribute of Config. ZONE_WEIGHTS has free keys (zone names).
+SECTIONS: dict[str, str] = {
+    "GENERAL": "general",
+    "PORTFOLIO": "portfolio",
+    "OPTIMIZATION": "optimization",
+    "ALGORITHMS": "algorithms",
+    "ZONE_SPECIFIC_OPTIMIZATION": "zone_specific",
+    "ZONE_WEIGHTS": "zone_weights",
+    "INPUT": "input",
+    "DATABASE": "database",
+    "COMPUTE": "compute",
+    "OUTPUT": "output",
+}
+
+Layer = dict[str, dict[str, tuple[str, str]]]  # section -> key -> (raw value, where it came from)
+
+
+def redact_url(url: str) -> str:
+    """``scheme://user:secret@host`` -> ``scheme://user:***@host``."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    cred, _, host = rest.rpartition("@")
+    user = cred.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in cred else url
+
+
+def _canonical_section(name: str, where: str) -> str:
+    upper = name.strip().upper()
+    if upper not in SECTIONS:
+        hint = difflib.get_close_matches(upper, SECTIONS, n=1)
+        extra = f" (did you mean [{hint[0]}]?)" if hint else f"; known sections: {', '.join(SECTIONS)}"
+        raise ConfigError(f"config error: {where}: unknown section [{name}]{extra}")
+    return upper
+
+
+def read_ini(path: str | Path) -> Layer:
+    """Read one INI file into a layer. Keys keep their case (zone names); sections are matched case-insensitively."""
+    path = Path(path)
+    parser = configparser.ConfigParser(interpolation=None, strict=True)
+    parser.optionxform = str  # type: ignore[assignment, method-assign]
+    try:
+        with path.open(encoding="utf-8-sig") as fh:
+            parser.read_file(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config error: {path}: file not found") from None
+    except (configparser.Error, UnicodeDecodeError) as exc:
+        first = str(exc).splitlines()[0]
+        raise ConfigError(f"config error: {path}: not a valid INI file: {first}") from None
+    layer: Layer = {}
+    for section in parser.sections():
+        canon = _canonical_section(section, str(path))
+        for key, value in parser.items(section):
+            layer.setdefault(canon, {})[key] = (value, str(path))
+    return layer
+
+
+def env_layer(environ: Mapping[str, str]) -> Layer:
+    """``HEAVYOPT_<SECTION>_<KEY>`` variables; variables of other shapes are not config and are ignored."""
+    layer: Layer = {}
+    by_length = sorted(SECTIONS, key=len, reverse=True)
+    for var, value in environ.items():
+        if not var.startswith("HEAVYOPT_"):
+            continue
+        rest = var[len("HEAVYOPT_") :]
+        for section in by_length:
+            if rest.upper().startswith(section + "_"):
+                key = rest[len(section) + 1 :]
+                if section != "ZONE_WEIGHTS":
+                    key = key.lower()
+                layer.setdefault(section, {})[key] = (value, f"environment variable {var}")
+                break
+    return layer
+
+
+def overrides_layer(items: list[str]) -> Layer:
+    """Command-line ``SECTION.key=value`` items."""
+    layer: Layer = {}
+    for item in items:
+        name, eq, value = item.partition("=")
+        section, dot, key = name.partition(".")
+        if not eq or not dot or not key.strip():
+            raise ConfigError(f"config error: --set {item!r}: expected SECTION.key=value, e.g. PORTFOLIO.max_size=40")
+        canon = _canonical_section(section, f"--set {item!r}")
+        layer.setdefault(canon, {})[key.strip()] = (value.strip(), f"--set {item}")
+    return layer
+
+
+def _parse_bool(raw: str) -> bool:
+    low = raw.strip().lower()
+    if low in ("true", "yes", "on", "1"):
+        return True
+    if low in ("false", "no", "off", "0"):
+        return False
+    raise ValueError("expected True or False")
+
+
+def _coerce(section: str, key: str, raw: str, kind: Any, where: str) -> Any:
+    name = f"{section}.{key}"
+    text = raw.strip()
+    try:
+        if kind is bool:
+            value: Any = _parse_bool(text)
+        elif kind is int or kind == (int | None):
+            value = int(text)
+        elif kind is float or kind == (float | None):
+            value = float(text)
+            if value != value or value in (float("inf"), float("-inf")):
+                raise ValueError("expected a finite number")
+        else:
+            value = text
+    except ValueError as exc:
+        kind_name = {bool: "True or False", int: "a whole number"}.get(kind, "a number")
+        detail = str(exc) if "expected" in str(exc) else f"expected {kind_name}"
+        raise ConfigError(f"config error: {name} = {raw!r} ({where}): {detail}") from None
+    choices = _CHOICES.get((section, key))
+    if choices is not None:
+        match = next((c for c in choices if c.lower() == text.lower()), None)
+        if match is None:
+            raise ConfigError(
+                f"config error: {name} = {raw!r} ({where}): must be one of {', '.join(repr(c) for c in choices)}"
+            )
+        value = match
+    low, high = _BOUNDS.get((section, key), (None, None))
+    if (low is not None and value < low) or (high is not None and value > high):
+        rng = f"≥ {low}" if high is None else f"between {low} and {high}"
+        raise ConfigError(f"config error: {name} = {raw!r} ({where}): must be {rng}")
+    return value
+
+
+def _build_section(section: str, cls: type, values: dict[str, tuple[str, str]]) -> Any:
+    hints = get_type_hints(cls)
+    known = {f.name: f for f in fields(cls)}
+    lowered = {k.lower(): k for k in known}
+    kwargs: dict[str, Any] = {}
+    for key, (raw, where) in values.items():
+        attr = lowered.get(key.lower())
+        if attr is None:
+            hint = difflib.get_close_matches(key.lower(), list(lowered), n=1)
+            extra = f" (did you mean {section}.{hint[0]}?)" if hint else ""
+            raise ConfigError(f"config error: {section}.{key} ({where}) is not a known key{extra}")
+        kwargs[attr] = _coerce(section, attr, raw, hints[attr], where)
+    return cls(**kwargs)
+
+
+def _merge(layers: list[Layer]) -> Layer:
+    merged: Layer = {}
+    for layer in layers:
+        for section, keys in layer.items():
+            target = merged.setdefault(section, {})
+            for key, value in keys.items():
+                # Keys match case-insensitively across layers, except zone names.
+                existing = next((k for k in target if k.lower() == key.lower()), None)
+                if existing is not None and section != "ZONE_WEIGHTS":
+                    del target[existing]
+                target[key] = value
+    return merged
+
+
+def _zone_weights(values: dict[str, tuple[str, str]]) -> tuple[tuple[str, float], ...]:
+    weights = []
+    for zone, (raw, where) in values.items():
+        weight = _coerce("ZONE_WEIGHTS", zone, raw, float, where)
+        if weight < 0:
+            raise ConfigError(f"config error: ZONE_WEIGHTS.{zone} = {raw!r} ({where}): must be ≥ 0")
+        weights.append((zone, weight))
+    return tuple(weights)
+
+
+def build_config(layers: list[Layer]) -> Config:
+    """Merge layers (lowest precedence first), parse and cross-check them."""
+    merged = _merge(layers)
+    hints = get_type_hints(Config)
+    kwargs: dict[str, Any] = {}
+    for section, attr in SECTIONS.items():
+        values = merged.get(section, {})
+        if attr == "zone_weights":
+            kwargs[attr] = _zone_weights(values)
+        else:
+            kwargs[attr] = _build_section(section, hints[attr], values)
+    config = Config(**kwargs)
+    return _cross_check(config, merged)
+
+
+def _cross_check(config: Config, merged: Layer) -> Config:
+    opt = config.optimization
+    if opt.penalty_factor is not None:
+        if "correlation_penalty_weight" in {k.lower() for k in merged.get("OPTIMIZATION", {})} and (
+            opt.penalty_factor != opt.correlation_penalty_weight
+        ):
+            raise ConfigError(
+                "config error: OPTIMIZATION.penalty_factor and OPTIMIZATION.correlation_penalty_weight are the "
+                "same setting with different values; keep one"
+            )
+        opt = dataclasses.replace(opt, correlation_penalty_weight=opt.penalty_factor)
+        config = dataclasses.replace(config, optimization=opt)
+    for section, part in (("PORTFOLIO", config.portfolio), ("ZONE_SPECIFIC_OPTIMIZATION", config.zone_specific)):
+        if part.min_size > part.max_size:
+            raise ConfigError(
+                f"config error: {section}.min_size = {part.min_size} is larger than "
+                f"{section}.max_size = {part.max_size}"
+            )
+    return config
+
+
+def load_config(
+    files: list[str | Path] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: list[str] | None = None,
+) -> Config:
+    """Config from INI ``files`` (server file first, then a job sidecar), the environment, and ``--set`` items."""
+    layers = [read_ini(p) for p in files or []]
+    layers.append(env_layer(os.environ if environ is None else environ))
+    layers.append(overrides_layer(overrides or []))
+    return build_config(layers)
+
+
+def default_data_dir(environ: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if environ is None else environ
+    base = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "heavyopt"
+
+
+def database_url(config: Config) -> str:
+    """The configured URL, or the embedded DuckDB file under the data directory."""
+    if config.database.url:
+        return config.database.url
+    data_dir = Path(config.database.data_dir) if config.database.data_dir else default_data_dir()
+    return f"duckdb:///{data_dir / 'heavyopt.duckdb'}"

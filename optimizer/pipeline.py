@@ -1,0 +1,315 @@
+"""The orchestrator: load → store → ULTA (SQL) → fetch → correlation → search → winner → outputs.
+
+The order is part of the contract (brief §3). Each step reports ``(step, percent)`` to an
+optional progress callback and its wall time to the report.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import resource
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from algorithms import REGISTRY, FailedRun, RunResult, run_algorithm
+from algorithms.correlation import average_pairwise, top_pairs, unit_columns
+from algorithms.fitness import Objective, metric_values, portfolio_report
+from algorithms.problem import Problem
+from dal import Backend, ResultRow, open_backend
+from optimizer import __version__
+from optimizer.config import Config, database_url
+from optimizer.errors import HeavyOptError, JobFailed
+from optimizer.loader import Dataset, load_csv, sum_by_date
+from optimizer.ulta import inversions
+from outputs import RunReport, write_run_folder
+from outputs.report import AlgorithmResult, InputSummary, PairCorrelation, Winner
+
+ProgressFn = Callable[[str, float], None]
+
+# Where each step starts on the 0–100 progress scale; the search fills SEARCH_START..SEARCH_END.
+STEP_START = {"load": 0.0, "store": 8.0, "ulta": 12.0, "fetch": 15.0, "correlation": 18.0, "search": 25.0}
+SEARCH_END = 95.0
+OUTPUTS_START = 95.0
+TOP_PAIRS = 20
+
+# Algorithms in a fixed order: the index is part of each run's seed (spawn key), so adding
+# or disabling one never changes another's random stream.
+ALGORITHM_ORDER = (
+    "use_genetic_algorithm",
+    "use_particle_swarm",
+    "use_simulated_annealing",
+    "use_differential_evolution",
+    "use_ant_colony",
+    "use_hill_climbing",
+    "use_bayesian_optimization",
+    "use_random_search",
+)
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    job_id: str
+    run_dir: Path
+    report: RunReport
+    writer_errors: tuple[str, ...]
+
+
+def new_job_id(path: Path) -> str:
+    """``<file stem>-<8 hex>``, restricted to characters safe in file names on Windows and Linux."""
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "_", path.stem).strip("_")[:40] or "job"
+    return f"{stem}-{uuid.uuid4().hex[:8]}"
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def peak_rss_mb() -> float:
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
+
+
+def seed_for(job_seed: int, size: int, algorithm_flag: str) -> tuple[np.random.Generator, tuple[int, int]]:
+    """The generator of one (size, algorithm): spawned from the job seed by a fixed key."""
+    key = (size, ALGORITHM_ORDER.index(algorithm_flag))
+    return np.random.default_rng(np.random.SeedSequence(job_seed, spawn_key=key)), key
+
+
+def enabled_algorithms(config: Config) -> tuple[list[str], list[str]]:
+    """(flags to run, flags enabled but not available in this version)."""
+    on = [flag for flag in ALGORITHM_ORDER if getattr(config.algorithms, flag)]
+    return [f for f in on if f in REGISTRY], [f for f in on if f not in REGISTRY]
+
+
+def limit_strategies(pnl: np.ndarray, config: Config) -> np.ndarray:
+    """Indices of the strategies to search: all, or the ``GENERAL.strat_limit`` best by the metric alone."""
+    n = pnl.shape[1]
+    limit = config.general.strat_limit
+    if limit == 0 or limit >= n:
+        return np.arange(n)
+    alone = metric_values(np, pnl.T, config.general.metric, config.optimization.periods_per_year)
+    return np.sort(np.argsort(-alone, kind="stable")[:limit])
+
+
+class _Steps:
+    """Times steps and forwards progress."""
+
+    def __init__(self, progress: ProgressFn | None) -> None:
+        self.progress = progress or (lambda step, pct: None)
+        self.timings: dict[str, float] = {}
+
+    @contextmanager
+    def step(self, name: str, start_pct: float) -> Iterator[None]:
+        self.progress(name, start_pct)
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - started
+
+
+def _objective(config: Config) -> Objective:
+    return Objective(
+        metric=config.general.metric,
+        penalty_weight=config.penalty_weight,
+        drawdown_threshold=config.optimization.drawdown_threshold,
+        periods_per_year=config.optimization.periods_per_year,
+    )
+
+
+def compute_threads(config: Config) -> int:
+    return config.compute.threads or (os.cpu_count() or 1)
+
+
+def portfolio_sizes(config: Config, n_strategies: int) -> range:
+    """``min_size..max_size``, capped at the number of strategies available."""
+    return range(config.portfolio.min_size, min(config.portfolio.max_size, n_strategies) + 1)
+
+
+def _search(
+    config: Config, base: Problem, names: tuple[str, ...], steps: _Steps
+) -> list[AlgorithmResult]:
+    flags, _ = enabled_algorithms(config)
+    sizes = list(portfolio_sizes(config, len(names)))
+    total = max(len(sizes) * len(flags), 1)
+    timeout = config.optimization.algorithm_timeout_s or None
+    results: list[AlgorithmResult] = []
+    done = 0
+    for size in sizes:
+        problem = base.with_size(size)
+        for flag in flags:
+            algorithm = REGISTRY[flag]()
+            rng, key = seed_for(config.general.seed, size, flag)
+            outcome = run_algorithm(algorithm, problem, config.optimization.evaluation_budget, rng, timeout)
+            results.append(_as_result(outcome, key, names))
+            done += 1
+            pct = STEP_START["search"] + (SEARCH_END - STEP_START["search"]) * done / total
+            steps.progress(f"search: size {size}, {algorithm.name}", pct)
+    return results
+
+
+def _as_result(outcome: RunResult | FailedRun, key: tuple[int, int], names: tuple[str, ...]) -> AlgorithmResult:
+    if isinstance(outcome, FailedRun):
+        return AlgorithmResult(
+            size=outcome.size, algorithm=outcome.algorithm, status="failed", fitness=None,
+            evaluations=outcome.evaluations, seconds=outcome.seconds, strategies=(), spawn_key=key,
+            error=outcome.error,
+        )
+    return AlgorithmResult(
+        size=outcome.size, algorithm=outcome.algorithm, status="ok", fitness=outcome.fitness,
+        evaluations=outcome.evaluations, seconds=outcome.seconds,
+        strategies=tuple(names[i] for i in outcome.portfolio), spawn_key=key,
+        trace=outcome.trace, timed_out=outcome.timed_out,
+    )
+
+
+def _winner(
+    results: list[AlgorithmResult], pnl: np.ndarray, units: np.ndarray, names: tuple[str, ...], config: Config
+) -> Winner:
+    ok = [r for r in results if r.status == "ok" and r.fitness is not None]
+    if not ok:
+        reasons = "; ".join(f"size {r.size} {r.algorithm}: {r.error}" for r in results[:3])
+        raise JobFailed(f"job failed: no algorithm produced a portfolio ({reasons})")
+    best = max(ok, key=lambda r: r.fitness or -np.inf)  # max keeps the first of equals
+    index = {name: j for j, name in enumerate(names)}
+    members = np.array([index[n] for n in best.strategies])
+    metrics = portfolio_report(pnl[:, members].mean(axis=1), config.optimization.periods_per_year)
+    metrics["avg_correlation"] = average_pairwise(units, members)
+    return Winner(best.size, best.algorithm, float(best.fitness or 0.0), best.strategies, metrics)
+
+
+def run_job(
+    input_path: str | Path,
+    config: Config,
+    *,
+    out_dir: str | Path,
+    job_id: str | None = None,
+    progress: ProgressFn | None = None,
+) -> JobOutcome:
+    """Run one job end to end and write its run folder.
+
+    Raises
+    ------
+    InputError, ConfigError, BackendUnavailable, JobFailed
+        One-line messages for the user; nothing is written to ``out_dir`` then.
+    """
+    path = Path(input_path)
+    job_id = job_id or new_job_id(path)
+    started_struct = time.localtime()
+    created_at = datetime.now(UTC).isoformat(timespec="seconds")
+    steps = _Steps(progress)
+    _, skipped = enabled_algorithms(config)
+
+    with steps.step("load", STEP_START["load"]):
+        dataset = load_csv(path, date_format=config.input.date_format, min_strategies=config.portfolio.min_size)
+    backend = open_backend(database_url(config))
+    try:
+        backend.record_job(
+            job_id, source=str(path), status="running", created_at=datetime.now(UTC).replace(tzinfo=None),
+            n_rows=dataset.n_rows, n_strategies=len(dataset.strategies), seed=config.general.seed,
+        )
+        report = _run_stored(job_id, path, dataset, config, backend, steps, created_at, skipped)
+        with steps.step("outputs", OUTPUTS_START):
+            run_dir, errors = write_run_folder(report, Path(out_dir), started_struct)
+        backend.record_results(job_id, [_result_row(r) for r in report.results])
+        backend.record_job(
+            job_id, status="completed", finished_at=datetime.now(UTC).replace(tzinfo=None), run_dir=str(run_dir),
+            winner_json=_winner_json(report.winner),
+        )
+        backend.prune(config.database.keep_pnl_jobs)
+    except Exception as exc:  # noqa: BLE001 - per-job boundary: record, then let the caller report it
+        reason = str(exc) if isinstance(exc, HeavyOptError) else f"{type(exc).__name__}: {exc}"
+        backend.record_job(job_id, status="failed", error=reason, finished_at=datetime.now(UTC).replace(tzinfo=None))
+        raise
+    finally:
+        backend.close()
+    steps.progress("done", 100.0)
+    return JobOutcome(job_id, run_dir, report, tuple(errors))
+
+
+def _winner_json(winner: Winner) -> str:
+    return json.dumps({"size": winner.size, "algorithm": winner.algorithm, "fitness": winner.fitness})
+
+
+def _result_row(r: AlgorithmResult) -> ResultRow:
+    return ResultRow(r.size, r.algorithm, r.status, r.fitness, r.evaluations, r.seconds, r.strategies, r.error)
+
+
+def _run_stored(
+    job_id: str,
+    path: Path,
+    dataset: Dataset,
+    config: Config,
+    db: Backend,
+    steps: _Steps,
+    created_at: str,
+    skipped: list[str],
+) -> RunReport:
+    with steps.step("store", STEP_START["store"]):
+        db.store_pnl(job_id, dataset.dates, dataset.zones, dataset.strategies, dataset.pnl)
+    with steps.step("ulta", STEP_START["ulta"]):
+        if config.optimization.apply_ulta_logic:
+            db.apply_ulta(job_id)
+    with steps.step("fetch", STEP_START["fetch"]):
+        stored = db.fetch_pnl(job_id)
+        dates, pnl_all = sum_by_date(stored.dates, stored.pnl)
+    inverted = tuple(inversions(dataset.daily()[1], dataset.strategies, stored.inverted))
+
+    with steps.step("correlation", STEP_START["correlation"]):
+        keep = limit_strategies(pnl_all, config)
+        pnl = np.ascontiguousarray(pnl_all[:, keep])
+        names = tuple(stored.strategies[j] for j in keep.tolist())
+        units, nonconstant = unit_columns(np, pnl)
+        universe = average_pairwise(units)
+        pairs = tuple(
+            PairCorrelation(names[p.first], names[p.second], p.correlation) for p in top_pairs(units, TOP_PAIRS)
+        )
+    if len(names) < config.portfolio.min_size:
+        raise JobFailed(
+            f"job failed: GENERAL.strat_limit = {config.general.strat_limit} leaves {len(names)} strategies, "
+            f"fewer than PORTFOLIO.min_size = {config.portfolio.min_size}; raise the limit or lower min_size"
+        )
+    with steps.step("search", STEP_START["search"]):
+        base = Problem.from_pnl(pnl, units, nonconstant, config.portfolio.min_size, _objective(config),
+                                threads=compute_threads(config))
+        results = _search(config, base, names, steps)
+        winner = _winner(results, pnl, units, names, config)
+    return RunReport(
+        job_id=job_id,
+        created_at=created_at,
+        version=__version__,
+        input=InputSummary(
+            file=path.name, sha256=file_sha256(path), rows=dataset.n_rows, days=int(dates.shape[0]),
+            strategies=len(dataset.strategies), blank_cells=dataset.blank_cells, date_format=dataset.date_format,
+            first_date=str(dates[0]), last_date=str(dates[-1]),
+            zones=tuple(sorted(set(dataset.zones))) if dataset.zones is not None else None,
+        ),
+        config=config.to_dict(),
+        seed=config.general.seed,
+        database=db.url,
+        compute={"array_module": "numpy", "threads": compute_threads(config)},
+        timings_s=tuple(steps.timings.items()),
+        ulta_enabled=config.optimization.apply_ulta_logic,
+        inversions=inverted,
+        universe_average_correlation=universe,
+        top_pairs=pairs,
+        results=tuple(results),
+        skipped_algorithms=tuple(skipped),
+        winner=winner,
+        peak_rss_mb=peak_rss_mb(),
+    )

@@ -1,0 +1,96 @@
+"""The one frozen object every output writer reads. Built by the orchestrator."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class InputSummary:
+    file: str
+    sha256: str
+    rows: int
+    days: int
+    strategies: int
+    blank_cells: int
+    date_format: str
+    first_date: str
+    last_date: str
+    zones: tuple[str, ...] | None
+
+
+@dataclass(frozen=True)
+class Inversion:
+    """One strategy ULTA inverted, described on its original (pre-inversion) series."""
+
+    name: str
+    original_total: float
+    inverted_total: float
+    worst_day: float
+    total_to_worst_day: float
+
+
+@dataclass(frozen=True)
+class PairCorrelation:
+    first: str
+    second: str
+    correlation: float
+
+
+@dataclass(frozen=True)
+class AlgorithmResult:
+    """One (size, algorithm) outcome; ``status`` is "ok" or "failed" (then ``error`` says why)."""
+
+    size: int
+    algorithm: str
+    status: str
+    fitness: float | None
+    evaluations: int
+    seconds: float
+    strategies: tuple[str, ...]
+    spawn_key: tuple[int, int]
+    trace: tuple[tuple[int, float], ...] = ()
+    timed_out: bool = False
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class Winner:
+    size: int
+    algorithm: str
+    fitness: float
+    strategies: tuple[str, ...]
+    metrics: dict[str, float]
+
+
+@dataclass(frozen=True)
+class RunReport:
+    job_id: str
+    created_at: str
+    version: str
+    input: InputSummary
+    config: dict[str, dict[str, Any]]
+    seed: int
+    database: str
+    compute: dict[str, Any]
+    timings_s: tuple[tuple[str, float], ...]
+    ulta_enabled: bool
+    inversions: tuple[Inversion, ...]
+    universe_average_correlation: float
+    top_pairs: tuple[PairCorrelation, ...]
+    results: tuple[AlgorithmResult, ...]
+    skipped_algorithms: tuple[str, ...]
+    winner: Winner
+    peak_rss_mb: float
+
+    def best_by_size(self) -> dict[int, AlgorithmResult]:
+        """Highest-fitness successful result of each size (first in result order on ties)."""
+        best: dict[int, AlgorithmResult] = {}
+        for r in self.results:
+            if r.status != "ok" or r.fitness is None:
+                continue
+            held = best.get(r.size)
+            if held is None or r.fitness > (held.fitness or float("-inf")):
+                best[r.size] = r
+        return best
