@@ -72,12 +72,15 @@ def run_algorithm(
         algorithm.search(evaluator, rng)
         if evaluator.best is None:
             raise RuntimeError("finished without evaluating any portfolio")
-    except Exception as exc:  # noqa: BLE001 - per-algorithm boundary
+    except Exception as exc:
         last = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
         where = f" at {last.filename.rsplit('/', 1)[-1]}:{last.lineno}" if last else ""
         return FailedRun(
-            algorithm.name, problem.size, f"{type(exc).__name__}: {exc}{where}",
-            time.perf_counter() - started, evaluator.used,
+            algorithm.name,
+            problem.size,
+            f"{type(exc).__name__}: {exc}{where}",
+            time.perf_counter() - started,
+            evaluator.used,
         )
     seconds = time.perf_counter() - started
     trace = [*evaluator.trace, (evaluator.used, evaluator.best_fitness)]

@@ -65,7 +65,7 @@ def top_pairs(units: np.ndarray, k: int, block: int = PAIR_BLOCK) -> list[Correl
     Never forms the S×S matrix: each step multiplies a (block, T) slice by the (T, S−start)
     remainder, keeps its top k, and merges.
     """
-    t_days, n = units.shape
+    n = units.shape[1]
     if n < 2 or k <= 0:
         return []
     cols = np.ascontiguousarray(units.T)

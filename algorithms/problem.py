@@ -158,7 +158,9 @@ class Evaluator:
 
     @property
     def remaining(self) -> int:
-        if self.time_limit_s is not None and time.perf_counter() - self._started > self.time_limit_s:
+        # The limit ends a search only after its first batch, so a timed-out run still has a portfolio.
+        over = self.time_limit_s is not None and time.perf_counter() - self._started > self.time_limit_s
+        if over and self.used > 0:
             self.timed_out = True
             return 0
         return self.budget - self.used

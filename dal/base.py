@@ -7,7 +7,8 @@ Contract (checked by ``tests/dal/test_contract.py`` for every backend):
   ``strategies(job_id, strategy_idx, name, inverted)``; storing a job id twice replaces it.
 - ``apply_ulta`` inverts, inside the database, every strategy whose total is negative
   beyond rounding (``SUM(pnl) < -ULTA_TOLERANCE · SUM(ABS(pnl))``), renames it
-  ``<name>_inv`` and returns how many it inverted. Calling it twice inverts nothing more.
+  ``<name>_inv`` and returns how many of the job's strategies are inverted. Calling it
+  twice inverts nothing more.
 - ``fetch_pnl`` returns the stored matrix exactly as stored (bit for bit).
 - Job records and per size × algorithm results are kept for history; ``prune`` drops the
   P&L of all but the newest jobs and never touches records or results.

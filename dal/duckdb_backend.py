@@ -86,9 +86,7 @@ class DuckDBBackend:
                 "name": np.array(list(strategies), dtype=object),
             }
             con.register("heavyopt_strategies", names)
-            con.execute(
-                "INSERT INTO strategies SELECT ?, strategy_idx, name, FALSE FROM heavyopt_strategies", [job_id]
-            )
+            con.execute("INSERT INTO strategies SELECT ?, strategy_idx, name, FALSE FROM heavyopt_strategies", [job_id])
             long_form = {
                 "day_idx": np.repeat(np.arange(rows, dtype=np.int32), n_strategies),
                 "strategy_idx": np.tile(np.arange(n_strategies, dtype=np.int32), rows),
@@ -105,23 +103,25 @@ class DuckDBBackend:
                 con.unregister(view)
 
     def apply_ulta(self, job_id: str) -> int:
+        """Invert the job's losing strategies in SQL; returns how many of its strategies are inverted.
+
+        Both updates select with ``ULTA_SELECT`` over the not-yet-updated P&L, so they name
+        the same strategies; an inverted strategy has a positive total and is never selected
+        again, which makes a second call a no-op.
+        """
         con = self._con
         con.execute("BEGIN TRANSACTION")
         try:
             con.execute(
                 f"""UPDATE strategies SET inverted = TRUE, name = name || '_inv'
-                    WHERE job_id = ? AND NOT inverted AND strategy_idx IN ({ULTA_SELECT})""",
+                    WHERE job_id = ? AND strategy_idx IN ({ULTA_SELECT})""",
                 [job_id, job_id],
             )
-            count = con.execute(
-                "SELECT COUNT(*) FROM strategies WHERE job_id = ? AND inverted", [job_id]
-            ).fetchone()
             con.execute(
-                """UPDATE pnl SET pnl = -pnl WHERE job_id = ? AND strategy_idx IN (
-                       SELECT strategy_idx FROM strategies WHERE job_id = ? AND inverted)
-                   AND pnl IS NOT NULL""",
+                f"UPDATE pnl SET pnl = -pnl WHERE job_id = ? AND strategy_idx IN ({ULTA_SELECT})",
                 [job_id, job_id],
             )
+            count = con.execute("SELECT COUNT(*) FROM strategies WHERE job_id = ? AND inverted", [job_id]).fetchone()
             con.execute("COMMIT")
         except Exception:
             con.execute("ROLLBACK")
@@ -130,26 +130,21 @@ class DuckDBBackend:
 
     def fetch_pnl(self, job_id: str) -> StoredPnl:
         con = self._con
-        days = con.execute(
-            "SELECT day_idx, trade_date, zone FROM days WHERE job_id = ? ORDER BY day_idx", [job_id]
-        ).fetchnumpy()
+        days = con.execute("SELECT trade_date, zone FROM days WHERE job_id = ? ORDER BY day_idx", [job_id]).fetchall()
         strat = con.execute(
             "SELECT strategy_idx, name, inverted FROM strategies WHERE job_id = ? ORDER BY strategy_idx", [job_id]
         ).fetchnumpy()
-        n_rows, n_strategies = len(days["day_idx"]), len(strat["strategy_idx"])
+        n_rows, n_strategies = len(days), len(strat["strategy_idx"])
         if n_rows == 0:
             raise KeyError(f"no P&L stored for job {job_id!r}")
-        cells = con.execute(
-            "SELECT day_idx, strategy_idx, pnl FROM pnl WHERE job_id = ?", [job_id]
-        ).fetchnumpy()
+        cells = con.execute("SELECT day_idx, strategy_idx, pnl FROM pnl WHERE job_id = ?", [job_id]).fetchnumpy()
         matrix = np.zeros((n_rows, n_strategies), dtype=np.float64)
         matrix[cells["day_idx"], cells["strategy_idx"]] = cells["pnl"]
-        zone_values = days["zone"]
-        has_zones = bool(np.any([z is not None for z in zone_values]))
+        zones = [zone for _, zone in days]
         return StoredPnl(
             pnl=matrix,
-            dates=np.asarray(days["trade_date"], dtype="datetime64[D]"),
-            zones=tuple(str(z) for z in zone_values) if has_zones else None,
+            dates=np.array([day for day, _ in days], dtype="datetime64[D]"),
+            zones=tuple(zones) if any(z is not None for z in zones) else None,
             strategies=tuple(str(n) for n in strat["name"]),
             inverted=np.asarray(strat["inverted"], dtype=bool),
         )
@@ -195,9 +190,7 @@ class DuckDBBackend:
         return dict(zip([d[0] for d in cur.description], row, strict=True))
 
     def results(self, job_id: str) -> list[dict[str, Any]]:
-        cur = self._con.execute(
-            "SELECT * FROM results WHERE job_id = ? ORDER BY size, algorithm", [job_id]
-        )
+        cur = self._con.execute("SELECT * FROM results WHERE job_id = ? ORDER BY size, algorithm", [job_id])
         names = [d[0] for d in cur.description]
         out = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
         for row in out:

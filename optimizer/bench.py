@@ -11,6 +11,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -75,8 +76,9 @@ def run_bench(strategies: int, days: int, seed: int, threads: int, work_dir: Pat
 
         duck_s, _ = _timed(lambda: _duckdb_read_csv(csv_path))
         seconds, data = _timed(lambda: load_csv(csv_path))
-        rows.append(Row("parse CSV (row-oriented)", seconds, data.pnl.size / seconds, "cells/s",
-                        "duckdb read_csv", duck_s))
+        rows.append(
+            Row("parse CSV (row-oriented)", seconds, data.pnl.size / seconds, "cells/s", "duckdb read_csv", duck_s)
+        )
 
         backend = DuckDBBackend(str(tmp / "bench.duckdb"))
         try:
@@ -112,9 +114,17 @@ def run_bench(strategies: int, days: int, seed: int, threads: int, work_dir: Pat
     ref_s, _ = _timed(lambda: [reference_fitness(pnl, population[i], objective) for i in range(ref_n)])
     per_loop = loop_s / loop_n * BATCH
     for problem, label in ((single, "1 thread"), (multi, f"{threads} threads")):
-        seconds, _ = _timed(lambda p=problem: p.evaluate(population))
-        rows.append(Row(f"batch fitness n={SIZE}, {label}", seconds, BATCH / seconds, "portfolios/s",
-                        "per-candidate loop", per_loop))
+        seconds, _ = _timed(partial(problem.evaluate, population))
+        rows.append(
+            Row(
+                f"batch fitness n={SIZE}, {label}",
+                seconds,
+                BATCH / seconds,
+                "portfolios/s",
+                "per-candidate loop",
+                per_loop,
+            )
+        )
     rows.append(Row("reference fitness (plain Python)", ref_s / ref_n * BATCH, ref_n / ref_s, "portfolios/s"))
 
     members = population[0]
@@ -129,7 +139,15 @@ def run_bench(strategies: int, days: int, seed: int, threads: int, work_dir: Pat
     full = np.repeat(members[None, :], 5_000, axis=0)
     full[np.arange(5_000), out_pos[:5_000]] = incoming[:5_000]
     full_s, _ = _timed(lambda: single.evaluate(full))
-    rows.append(Row(f"swap moves n={SIZE}, 1 thread", seconds, SWAPS / seconds, "moves/s",
-                    "full recomputation", full_s / 5_000 * SWAPS))
+    rows.append(
+        Row(
+            f"swap moves n={SIZE}, 1 thread",
+            seconds,
+            SWAPS / seconds,
+            "moves/s",
+            "full recomputation",
+            full_s / 5_000 * SWAPS,
+        )
+    )
     rows.append(Row("peak memory", 0.0, peak_rss_mb(), "MB RSS"))
     return rows

@@ -68,8 +68,13 @@ def run(
     try:
         config = _config(config_file, sets, extra)
         progress = Progress(
-            TextColumn("{task.description:<34}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-            TimeElapsedColumn(), console=err, disable=quiet, transient=True,
+            TextColumn("{task.description:<34}"),
+            BarColumn(),
+            TextColumn("{task.percentage:>3.0f}%"),
+            TimeElapsedColumn(),
+            console=err,
+            disable=quiet,
+            transient=True,
         )
         with progress:
             task = progress.add_task("load", total=100)
@@ -111,9 +116,7 @@ def generate(
 
 @app.command()
 def demo(
-    work_dir: Annotated[Path, typer.Option("--dir", help="Where to put the demo CSV and run folders.")] = Path(
-        "demo"
-    ),
+    work_dir: Annotated[Path, typer.Option("--dir", help="Where to put the demo CSV and run folders.")] = Path("demo"),
     sets: SetOpt = None,
 ) -> None:
     """Generate a production-shape file (25,544 × 82) and optimise it with the defaults."""
@@ -153,8 +156,12 @@ def bench(
     out.print(table)
     if json_file:
         payload = {
-            "strategies": strategies, "days": days, "seed": seed, "threads": threads,
-            "cpus": os.cpu_count(), "machine": platform.platform(),
+            "strategies": strategies,
+            "days": days,
+            "seed": seed,
+            "threads": threads,
+            "cpus": os.cpu_count(),
+            "machine": platform.platform(),
             "rows": [{**r.__dict__, "speedup": r.speedup} for r in rows],
         }
         json_file.write_text(json.dumps(payload, indent=2) + "\n")

@@ -238,9 +238,7 @@ def _parse_dates(path: Path, texts: Sequence[str], rows: Sequence[int], fmt: str
             y, m, d = {"YYYY-MM-DD": (a, b, c), "DD-MM-YYYY": (c, b, a), "MM-DD-YYYY": (c, a, b)}[fmt]
             out[i] = np.datetime64(date(y, m, d))
         except ValueError:
-            raise _fail(
-                path, f"row {rows[i]}, column 'Date'", f"{text!r} is not a valid {fmt} date"
-            ) from None
+            raise _fail(path, f"row {rows[i]}, column 'Date'", f"{text!r} is not a valid {fmt} date") from None
     return out
 
 
@@ -320,9 +318,7 @@ def load_csv(path: str | Path, *, date_format: str = "auto", min_strategies: int
         if not row or all(not c.strip() for c in row):
             continue  # blank line, or Excel's trailing ",,,," rows
         if len(row) != width + trailing and len(row) != width:
-            raise _fail(
-                path, f"row {row_no}", f"{len(row)} fields but the header has {width}; check for a stray comma"
-            )
+            raise _fail(path, f"row {row_no}", f"{len(row)} fields but the header has {width}; check for a stray comma")
         if len(row) > width and any(c.strip() for c in row[width:]):
             raise _fail(path, f"row {row_no}, column {width + 1}", "a value under a column that has no name")
         cells = pick(row)
@@ -356,4 +352,3 @@ def load_csv(path: str | Path, *, date_format: str = "auto", min_strategies: int
         date_format=fmt,
         metadata={k: tuple(v) for k, v in meta.items() if k != "Date"},
     )
-

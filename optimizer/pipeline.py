@@ -141,9 +141,7 @@ def portfolio_sizes(config: Config, n_strategies: int) -> range:
     return range(config.portfolio.min_size, min(config.portfolio.max_size, n_strategies) + 1)
 
 
-def _search(
-    config: Config, base: Problem, names: tuple[str, ...], steps: _Steps
-) -> list[AlgorithmResult]:
+def _search(config: Config, base: Problem, names: tuple[str, ...], steps: _Steps) -> list[AlgorithmResult]:
     flags, _ = enabled_algorithms(config)
     sizes = list(portfolio_sizes(config, len(names)))
     total = max(len(sizes) * len(flags), 1)
@@ -166,15 +164,27 @@ def _search(
 def _as_result(outcome: RunResult | FailedRun, key: tuple[int, int], names: tuple[str, ...]) -> AlgorithmResult:
     if isinstance(outcome, FailedRun):
         return AlgorithmResult(
-            size=outcome.size, algorithm=outcome.algorithm, status="failed", fitness=None,
-            evaluations=outcome.evaluations, seconds=outcome.seconds, strategies=(), spawn_key=key,
+            size=outcome.size,
+            algorithm=outcome.algorithm,
+            status="failed",
+            fitness=None,
+            evaluations=outcome.evaluations,
+            seconds=outcome.seconds,
+            strategies=(),
+            spawn_key=key,
             error=outcome.error,
         )
     return AlgorithmResult(
-        size=outcome.size, algorithm=outcome.algorithm, status="ok", fitness=outcome.fitness,
-        evaluations=outcome.evaluations, seconds=outcome.seconds,
-        strategies=tuple(names[i] for i in outcome.portfolio), spawn_key=key,
-        trace=outcome.trace, timed_out=outcome.timed_out,
+        size=outcome.size,
+        algorithm=outcome.algorithm,
+        status="ok",
+        fitness=outcome.fitness,
+        evaluations=outcome.evaluations,
+        seconds=outcome.seconds,
+        strategies=tuple(names[i] for i in outcome.portfolio),
+        spawn_key=key,
+        trace=outcome.trace,
+        timed_out=outcome.timed_out,
     )
 
 
@@ -220,19 +230,27 @@ def run_job(
     backend = open_backend(database_url(config))
     try:
         backend.record_job(
-            job_id, source=str(path), status="running", created_at=datetime.now(UTC).replace(tzinfo=None),
-            n_rows=dataset.n_rows, n_strategies=len(dataset.strategies), seed=config.general.seed,
+            job_id,
+            source=str(path),
+            status="running",
+            created_at=datetime.now(UTC).replace(tzinfo=None),
+            n_rows=dataset.n_rows,
+            n_strategies=len(dataset.strategies),
+            seed=config.general.seed,
         )
         report = _run_stored(job_id, path, dataset, config, backend, steps, created_at, skipped)
         with steps.step("outputs", OUTPUTS_START):
-            run_dir, errors = write_run_folder(report, Path(out_dir), started_struct)
+            run_dir, errors = write_run_folder(report, Path(out_dir).absolute(), started_struct)
         backend.record_results(job_id, [_result_row(r) for r in report.results])
         backend.record_job(
-            job_id, status="completed", finished_at=datetime.now(UTC).replace(tzinfo=None), run_dir=str(run_dir),
+            job_id,
+            status="completed",
+            finished_at=datetime.now(UTC).replace(tzinfo=None),
+            run_dir=str(run_dir),
             winner_json=_winner_json(report.winner),
         )
         backend.prune(config.database.keep_pnl_jobs)
-    except Exception as exc:  # noqa: BLE001 - per-job boundary: record, then let the caller report it
+    except Exception as exc:
         reason = str(exc) if isinstance(exc, HeavyOptError) else f"{type(exc).__name__}: {exc}"
         backend.record_job(job_id, status="failed", error=reason, finished_at=datetime.now(UTC).replace(tzinfo=None))
         raise
@@ -285,8 +303,9 @@ def _run_stored(
             f"fewer than PORTFOLIO.min_size = {config.portfolio.min_size}; raise the limit or lower min_size"
         )
     with steps.step("search", STEP_START["search"]):
-        base = Problem.from_pnl(pnl, units, nonconstant, config.portfolio.min_size, _objective(config),
-                                threads=compute_threads(config))
+        base = Problem.from_pnl(
+            pnl, units, nonconstant, config.portfolio.min_size, _objective(config), threads=compute_threads(config)
+        )
         results = _search(config, base, names, steps)
         winner = _winner(results, pnl, units, names, config)
     return RunReport(
@@ -294,9 +313,15 @@ def _run_stored(
         created_at=created_at,
         version=__version__,
         input=InputSummary(
-            file=path.name, sha256=file_sha256(path), rows=dataset.n_rows, days=int(dates.shape[0]),
-            strategies=len(dataset.strategies), blank_cells=dataset.blank_cells, date_format=dataset.date_format,
-            first_date=str(dates[0]), last_date=str(dates[-1]),
+            file=path.name,
+            sha256=file_sha256(path),
+            rows=dataset.n_rows,
+            days=int(dates.shape[0]),
+            strategies=len(dataset.strategies),
+            blank_cells=dataset.blank_cells,
+            date_format=dataset.date_format,
+            first_date=str(dates[0]),
+            last_date=str(dates[-1]),
             zones=tuple(sorted(set(dataset.zones))) if dataset.zones is not None else None,
         ),
         config=config.to_dict(),

@@ -46,7 +46,7 @@ def generate_pnl(n_strategies: int, n_days: int, seed: int) -> np.ndarray:
     win = rng.random((n_days, n_strategies)) < WIN_PROBABILITY
     size = rng.exponential(1.0, (n_days, n_strategies))
     x = np.where(win, size * WIN_MEAN, -size * LOSS_MEAN)
-    scale = rng.lognormal(-SCALE_SIGMA**2 / 2, SCALE_SIGMA, n_strategies)
+    scale = rng.lognormal(-(SCALE_SIGMA**2) / 2, SCALE_SIGMA, n_strategies)
     drift = rng.normal(0.0, DRIFT_STD, n_strategies)
     beta = rng.normal(BETA_MEAN, BETA_STD, n_strategies)
     day_effect = rng.normal(0.0, DAY_EFFECT_STD, (n_days, 1))

@@ -8,6 +8,7 @@ when total/|worst day| < 0 and the inverted ratio is larger — reduces to exact
 from __future__ import annotations
 
 from collections.abc import Sequence
+
 import numpy as np
 
 from dal.base import ULTA_TOLERANCE

@@ -1,0 +1,53 @@
+"""Shared fixtures. Every test runs with a clean HEAVYOPT_* environment and its own data dir."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+REAL_SLICE = SHARED_DATA / "real_slice_25544x5.csv"
+ZONES_SAMPLE = SHARED_DATA / "zones_enhanced_sample.csv"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import os
+
+    for var in list(os.environ):
+        if var.startswith("HEAVYOPT_"):
+            monkeypatch.delenv(var)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+
+
+@pytest.fixture
+def real_slice() -> Path:
+    if not REAL_SLICE.exists():
+        pytest.fail(f"{REAL_SLICE} missing: CI checks out ../shared beside the repository")
+    return REAL_SLICE
+
+
+@pytest.fixture
+def zones_sample() -> Path:
+    if not ZONES_SAMPLE.exists():
+        pytest.fail(f"{ZONES_SAMPLE} missing: CI checks out ../shared beside the repository")
+    return ZONES_SAMPLE
+
+
+def write_rows(
+    path: Path, header: list[str], rows: list[list[object]], *, newline: str = "\n", bom: bool = False
+) -> Path:
+    """Write a small CSV by hand (no quoting), for loader tests."""
+    text = newline.join(",".join(str(c) for c in row) for row in [header, *rows]) + newline
+    path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + text.encode("utf-8"))
+    return path
+
+
+@pytest.fixture
+def small_pnl() -> np.ndarray:
+    """(30 days, 120 strategies) of realistic synthetic P&L."""
+    from optimizer.synthetic import generate_pnl
+
+    return generate_pnl(120, 30, seed=7)

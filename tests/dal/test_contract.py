@@ -1,0 +1,151 @@
+"""The backend contract (dal/base.py docstring). Every backend runs this suite."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dal import Backend, ResultRow, open_backend
+from optimizer.errors import BackendUnavailable
+from optimizer.synthetic import generate_pnl
+
+
+@pytest.fixture(params=["duckdb-file", "duckdb-memory"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    url = f"duckdb:///{tmp_path / 'db' / 'h.duckdb'}" if request.param == "duckdb-file" else "duckdb:///:memory:"
+    db = open_backend(url)
+    yield db
+    db.close()
+
+
+def _data(days: int = 9, strategies: int = 40, seed: int = 3) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    pnl = generate_pnl(strategies, days, seed)
+    pnl[:, 5] = 0.0  # a strategy that never traded
+    dates = np.arange(np.datetime64("2024-01-04"), np.datetime64("2024-01-04") + 7 * days, 7)
+    return pnl, dates, [f"S{j}" for j in range(strategies)]
+
+
+def test_round_trip_is_bit_exact(backend: Backend) -> None:
+    pnl, dates, names = _data()
+    backend.store_pnl("j1", dates, None, names, pnl)
+    stored = backend.fetch_pnl("j1")
+    assert np.array_equal(stored.pnl, pnl)
+    assert np.array_equal(stored.dates, dates)
+    assert stored.strategies == tuple(names)
+    assert stored.zones is None
+    assert not stored.inverted.any()
+
+
+def test_zones_round_trip(backend: Backend) -> None:
+    pnl, dates, names = _data(days=8)
+    zones = ["A", "B"] * 4
+    backend.store_pnl("z", np.repeat(dates[:4], 2), zones, names, pnl)
+    assert backend.fetch_pnl("z").zones == tuple(zones)
+
+
+def test_storing_a_job_again_replaces_it(backend: Backend) -> None:
+    pnl, dates, names = _data()
+    backend.store_pnl("j", dates, None, names, pnl)
+    backend.apply_ulta("j")
+    backend.store_pnl("j", dates, None, names, pnl * 2)
+    stored = backend.fetch_pnl("j")
+    assert np.array_equal(stored.pnl, pnl * 2)
+    assert not stored.inverted.any()
+
+
+def test_ulta_inverts_losers_once_and_renames_them(backend: Backend) -> None:
+    pnl, dates, names = _data()
+    backend.store_pnl("j", dates, None, names, pnl)
+    count = backend.apply_ulta("j")
+    losers = pnl.sum(axis=0) < 0
+    assert count == int(losers.sum()) > 0
+    stored = backend.fetch_pnl("j")
+    assert np.array_equal(stored.inverted, losers)
+    assert np.array_equal(stored.pnl, np.where(losers, -pnl, pnl))
+    assert [n for n in stored.strategies if n.endswith("_inv")] == [
+        f"{n}_inv" for n, lost in zip(names, losers, strict=True) if lost
+    ]
+    assert backend.apply_ulta("j") == count  # nothing more is inverted
+    assert np.array_equal(backend.fetch_pnl("j").pnl, stored.pnl)
+
+
+def test_jobs_do_not_see_each_other(backend: Backend) -> None:
+    pnl, dates, names = _data()
+    backend.store_pnl("a", dates, None, names, pnl)
+    backend.store_pnl("b", dates, None, names, -pnl)
+    backend.apply_ulta("a")
+    assert np.array_equal(backend.fetch_pnl("b").pnl, -pnl)
+
+
+def test_job_records_and_results(backend: Backend) -> None:
+    backend.record_job("j", source="x.csv", status="running", n_rows=3)
+    backend.record_job("j", status="completed", run_dir="/out/run_1")
+    job = backend.job("j")
+    assert job is not None
+    assert (job["source"], job["status"], job["n_rows"], job["run_dir"]) == ("x.csv", "completed", 3, "/out/run_1")
+    assert backend.job("missing") is None
+    rows = [
+        ResultRow(35, "hill_climbing", "ok", 1.5, 10_000, 0.2, ("S1", "S2")),
+        ResultRow(35, "random_search", "failed", None, 3, 0.1, (), "ValueError: x"),
+    ]
+    backend.record_results("j", rows)
+    backend.record_results("j", rows)  # replaces, never duplicates
+    got = backend.results("j")
+    assert [(r["algorithm"], r["status"], r["fitness"], r["strategies"]) for r in got] == [
+        ("hill_climbing", "ok", 1.5, ["S1", "S2"]),
+        ("random_search", "failed", None, []),
+    ]
+    with pytest.raises(ValueError, match="unknown job fields"):
+        backend.record_job("j", colour="red")
+
+
+def test_prune_keeps_records_and_the_newest_pnl(backend: Backend) -> None:
+    pnl, dates, names = _data()
+    for i, job in enumerate(["old", "mid", "new"]):
+        backend.record_job(job, created_at=np.datetime64("2026-01-01") + i, status="completed")  # type: ignore[arg-type]
+        backend.store_pnl(job, dates, None, names, pnl)
+        backend.record_results(job, [ResultRow(35, "random_search", "ok", 1.0, 1, 0.1, ("S1",))])
+    assert backend.prune(2) == 1
+    with pytest.raises(KeyError):
+        backend.fetch_pnl("old")
+    assert backend.job("old") is not None and backend.results("old")
+    assert np.array_equal(backend.fetch_pnl("new").pnl, pnl)
+
+
+def test_unknown_scheme_is_a_clear_error() -> None:
+    with pytest.raises(BackendUnavailable, match="unsupported scheme 'postgres'"):
+        open_backend("postgres://u:secret@h/db")
+    try:
+        open_backend("postgres://u:secret@h/db")
+    except BackendUnavailable as exc:
+        assert "secret" not in str(exc)
+
+
+def test_a_locked_file_names_the_problem(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import textwrap
+
+    path = tmp_path / "locked.duckdb"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
+            import duckdb, sys, time
+            con = duckdb.connect({str(path)!r}); print("ready", flush=True); sys.stdin.read()
+        """),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        with pytest.raises(BackendUnavailable, match="another heavyopt process"):
+            open_backend(f"duckdb:///{path}")
+    finally:
+        holder.communicate("", timeout=30)

@@ -1,0 +1,148 @@
+"""The orchestrator end to end on the embedded default (DuckDB + NumPy)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import algorithms
+from algorithms.fitness import Objective
+from algorithms.reference import reference_fitness
+from dal import open_backend
+from optimizer.config import database_url, load_config
+from optimizer.errors import InputError
+from optimizer.loader import load_csv
+from optimizer.pipeline import run_job
+from optimizer.synthetic import write_csv
+from optimizer.ulta import apply_ulta
+
+SETS = ["PORTFOLIO.min_size=5", "PORTFOLIO.max_size=7", "OPTIMIZATION.evaluation_budget=500"]
+
+
+@pytest.fixture
+def csv_file(tmp_path: Path) -> Path:
+    return write_csv(tmp_path / "in.csv", 300, 40, seed=5)
+
+
+def config(tmp_path: Path, *extra: str):
+    return load_config(overrides=[*SETS, f"DATABASE.data_dir={tmp_path / 'data'}", *extra])
+
+
+def test_run_writes_the_summary_and_best_portfolios(tmp_path: Path, csv_file: Path) -> None:
+    steps: list[tuple[str, float]] = []
+    outcome = run_job(csv_file, config(tmp_path), out_dir=tmp_path / "out", progress=lambda s, p: steps.append((s, p)))
+    run_dir = outcome.run_dir
+    assert (
+        run_dir.parent == tmp_path / "out" and run_dir.name.startswith("run_") and run_dir.name.endswith(outcome.job_id)
+    )
+    summary = json.loads((run_dir / "execution_summary.json").read_text())
+    assert summary["schema_version"] == 1
+    assert set(summary["timings_s"]) == {"load", "store", "ulta", "fetch", "correlation", "search"}
+    assert [(r["size"], r["algorithm"]) for r in summary["results"]] == [
+        (size, name) for size in (5, 6, 7) for name in ("hill_climbing", "random_search")
+    ]
+    for r in summary["results"]:
+        assert {"size", "algorithm", "fitness", "evaluations", "seconds"} <= set(r)
+        assert r["evaluations"] == 500 and r["status"] == "ok"
+    best = max(summary["results"], key=lambda r: r["fitness"])
+    winner = summary["winner"]
+    assert (winner["size"], winner["algorithm"], winner["fitness"]) == (
+        best["size"],
+        best["algorithm"],
+        best["fitness"],
+    )
+    assert len(winner["strategies"]) == winner["size"]
+    assert summary["input"]["strategies"] == 300 and summary["input"]["days"] == 40
+    assert summary["ulta"]["inverted"] > 0
+    assert sorted(p.name for p in run_dir.glob("best_portfolio_size*.txt")) == [
+        f"best_portfolio_size{n}.txt" for n in (5, 6, 7)
+    ]
+    assert [s for s, _ in steps][:6] == ["load", "store", "ulta", "fetch", "correlation", "search"]
+    assert [p for _, p in steps] == sorted(p for _, p in steps) and steps[-1] == ("done", 100.0)
+    assert "disabled" not in summary["skipped_algorithms"]
+
+
+def test_winner_fitness_matches_an_independent_recomputation(tmp_path: Path, csv_file: Path) -> None:
+    outcome = run_job(csv_file, config(tmp_path), out_dir=tmp_path / "out")
+    data = load_csv(csv_file)
+    pnl, names, _ = apply_ulta(data.pnl, data.strategies)
+    index = {n: j for j, n in enumerate(names)}
+    members = np.array([index[n] for n in outcome.report.winner.strategies])
+    expected = reference_fitness(pnl, members, Objective())
+    assert outcome.report.winner.fitness == pytest.approx(expected, rel=1e-9)
+
+
+def test_same_seed_same_results(tmp_path: Path, csv_file: Path) -> None:
+    a = run_job(csv_file, config(tmp_path), out_dir=tmp_path / "a").report
+    b = run_job(csv_file, config(tmp_path), out_dir=tmp_path / "b").report
+    c = run_job(csv_file, config(tmp_path, "GENERAL.seed=99"), out_dir=tmp_path / "c").report
+    key = lambda rep: [(r.size, r.algorithm, r.fitness, r.strategies) for r in rep.results]  # noqa: E731
+    assert key(a) == key(b)
+    assert key(a) != key(c)
+
+
+def test_history_is_stored(tmp_path: Path, csv_file: Path) -> None:
+    cfg = config(tmp_path)
+    outcome = run_job(csv_file, cfg, out_dir=tmp_path / "out")
+    db = open_backend(database_url(cfg))
+    try:
+        job = db.job(outcome.job_id)
+        assert job is not None and job["status"] == "completed" and job["run_dir"] == str(outcome.run_dir)
+        assert len(db.results(outcome.job_id)) == 6
+    finally:
+        db.close()
+
+
+class Broken:
+    name = "broken"
+
+    def search(self, evaluator: object, rng: object) -> None:
+        raise RuntimeError("kaput")
+
+
+def test_a_failing_algorithm_is_recorded_and_the_job_goes_on(
+    tmp_path: Path, csv_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(algorithms.REGISTRY, "use_particle_swarm", Broken)
+    outcome = run_job(csv_file, config(tmp_path), out_dir=tmp_path / "out")
+    failed = [r for r in outcome.report.results if r.status == "failed"]
+    assert len(failed) == 3 and all("RuntimeError: kaput" in r.error for r in failed)
+    assert outcome.report.winner.algorithm in ("hill_climbing", "random_search")
+
+
+def test_without_ulta_nothing_is_inverted(tmp_path: Path, csv_file: Path) -> None:
+    outcome = run_job(csv_file, config(tmp_path, "OPTIMIZATION.apply_ulta_logic=False"), out_dir=tmp_path / "o")
+    assert outcome.report.inversions == ()
+    assert not any(n.endswith("_inv") for n in outcome.report.winner.strategies)
+
+
+def test_strat_limit_keeps_the_best_strategies(tmp_path: Path, csv_file: Path) -> None:
+    outcome = run_job(csv_file, config(tmp_path, "GENERAL.strat_limit=20"), out_dir=tmp_path / "o")
+    assert outcome.report.input.strategies == 300
+    chosen = {n for r in outcome.report.results for n in r.strategies}
+    assert len(chosen) <= 20
+
+
+def test_sizes_are_capped_at_the_strategies_available(tmp_path: Path) -> None:
+    small = write_csv(tmp_path / "small.csv", 6, 10, seed=1)
+    outcome = run_job(small, config(tmp_path), out_dir=tmp_path / "o")
+    assert sorted({r.size for r in outcome.report.results}) == [5, 6]
+
+
+def test_bad_input_writes_nothing(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("Date,a,b,c,d,e,f\n2024-01-01,1,2,3,4,5,6\n2024-01-02,1,x,3,4,5,6\n")
+    with pytest.raises(InputError, match=r"bad\.csv, row 3, column 'b'"):
+        run_job(bad, config(tmp_path), out_dir=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_real_slice_end_to_end(tmp_path: Path, real_slice: Path) -> None:
+    outcome = run_job(
+        real_slice, config(tmp_path, "PORTFOLIO.min_size=35", "PORTFOLIO.max_size=35"), out_dir=tmp_path / "out"
+    )
+    assert outcome.report.input.strategies == 25_544 and outcome.report.input.days == 5
+    assert len(outcome.report.winner.strategies) == 35
