@@ -74,7 +74,6 @@ class Portfolio:
 class Optimization:
     apply_ulta_logic: bool = True
     correlation_penalty_weight: float = 10.0
-    penalty_factor: float | None = None  # legacy name of correlation_penalty_weight
     drawdown_threshold: float = 0.0
     zone_optimization_enabled: bool = False
     balanced_mode: bool = False  # accepted for compatibility with config_zone.ini; no effect
@@ -248,7 +247,8 @@ def overrides_layer(items: list[str]) -> Layer:
         if not eq or not dot or not key.strip():
             raise ConfigError(f"config error: --set {item!r}: expected SECTION.key=value, e.g. PORTFOLIO.max_size=40")
         canon = _canonical_section(section, f"--set {item!r}")
-        layer.setdefault(canon, {})[key.strip()] = (value.strip(), f"--set {item}")
+        # The value may be a URL with a password: sources are quoted in error messages.
+        layer.setdefault(canon, {})[key.strip()] = (value.strip(), f"--set {name.strip()}={redact_url(value.strip())}")
     return layer
 
 
@@ -335,7 +335,7 @@ def _zone_weights(values: dict[str, tuple[str, str]]) -> tuple[tuple[str, float]
 
 def build_config(layers: list[Layer]) -> Config:
     """Merge layers (lowest precedence first), parse and cross-check them."""
-    merged = _merge(layers)
+    merged = _merge([_resolve_aliases(layer) for layer in layers])
     hints = get_type_hints(Config)
     kwargs: dict[str, Any] = {}
     for section, attr in SECTIONS.items():
@@ -345,21 +345,33 @@ def build_config(layers: list[Layer]) -> Config:
         else:
             kwargs[attr] = _build_section(section, hints[attr], values)
     config = Config(**kwargs)
-    return _cross_check(config, merged)
+    return _cross_check(config)
 
 
-def _cross_check(config: Config, merged: Layer) -> Config:
-    opt = config.optimization
-    if opt.penalty_factor is not None:
-        if "correlation_penalty_weight" in {k.lower() for k in merged.get("OPTIMIZATION", {})} and (
-            opt.penalty_factor != opt.correlation_penalty_weight
-        ):
+# Legacy key -> current key, by section. Resolved within each layer, so precedence between layers holds.
+ALIASES = {("OPTIMIZATION", "penalty_factor"): "correlation_penalty_weight"}
+
+
+def _resolve_aliases(layer: Layer) -> Layer:
+    out: Layer = {section: dict(keys) for section, keys in layer.items()}
+    for (section, old), new in ALIASES.items():
+        keys = out.get(section, {})
+        old_key = next((k for k in keys if k.lower() == old), None)
+        if old_key is None:
+            continue
+        value = keys.pop(old_key)
+        parsed = _coerce(section, old, value[0], float, value[1])  # errors name the key the user wrote
+        new_key = next((k for k in keys if k.lower() == new), None)
+        if new_key is not None and _coerce(section, new, keys[new_key][0], float, keys[new_key][1]) != parsed:
             raise ConfigError(
-                "config error: OPTIMIZATION.penalty_factor and OPTIMIZATION.correlation_penalty_weight are the "
-                "same setting with different values; keep one"
+                f"config error: {section}.{old} and {section}.{new} ({value[1]}) are the same setting "
+                "with different values; keep one"
             )
-        opt = dataclasses.replace(opt, correlation_penalty_weight=opt.penalty_factor)
-        config = dataclasses.replace(config, optimization=opt)
+        keys.setdefault(new_key or new, value)
+    return out
+
+
+def _cross_check(config: Config) -> Config:
     for section, part in (("PORTFOLIO", config.portfolio), ("ZONE_SPECIFIC_OPTIMIZATION", config.zone_specific)):
         if part.min_size > part.max_size:
             raise ConfigError(

@@ -36,6 +36,7 @@ METADATA_COLUMNS = (
 )
 _METADATA_BY_LOWER = {name.lower(): name for name in METADATA_COLUMNS}
 
+_FORMAT_ORDER = ("YYYY-MM-DD", "DD-MM-YYYY", "MM-DD-YYYY")
 _ISO = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})(?:[ T]00:00(?::00)?)?$")
 _XX_XX_YYYY = re.compile(r"^(\d{1,2})[-/.](\d{1,2})[-/.](\d{4})$")
 
@@ -283,6 +284,8 @@ def load_csv(path: str | Path, *, date_format: str = "auto", min_strategies: int
     InputError
         One line naming the file, the row and the column, and what to do.
     """
+    if date_format not in ("auto", *_FORMAT_ORDER):
+        raise ValueError(f"date_format must be 'auto' or one of {_FORMAT_ORDER}, not {date_format!r}")
     path = Path(path)
     text = _decode(path)
     first_line = text.split("\n", 1)[0]
