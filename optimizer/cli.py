@@ -153,7 +153,7 @@ def bench(
         base = f"{r.baseline} {r.baseline_seconds:.3f}s" if r.baseline_seconds is not None else ""
         speed = f"{r.speedup:.1f}×" if r.speedup is not None else ""
         table.add_row(r.step, f"{r.seconds:.3f}", rate, base, speed)
-    out.print(table)
+    Console(width=max(out.width, 132)).print(table)
     if json_file:
         payload = {
             "strategies": strategies,
