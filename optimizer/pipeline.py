@@ -29,7 +29,7 @@ from algorithms.problem import Problem
 from dal import Backend, ResultRow, open_backend
 from optimizer import __version__
 from optimizer.config import Config, database_url
-from optimizer.errors import HeavyOptError, JobFailed
+from optimizer.errors import BackendUnavailable, HeavyOptError, JobFailed
 from optimizer.loader import Dataset, load_csv, sum_by_date
 from optimizer.ulta import inversions
 from outputs import RunReport, write_run_folder
@@ -224,6 +224,11 @@ def run_job(
     created_at = datetime.now(UTC).isoformat(timespec="seconds")
     steps = _Steps(progress)
     _, skipped = enabled_algorithms(config)
+    if config.compute.backend == "cupy":
+        raise BackendUnavailable(
+            "compute error: COMPUTE.backend = cupy: the CuPy path is not in this version; "
+            "set COMPUTE.backend = auto or numpy"
+        )
 
     with steps.step("load", STEP_START["load"]):
         dataset = load_csv(path, date_format=config.input.date_format, min_strategies=config.portfolio.min_size)
