@@ -72,7 +72,7 @@ def run_algorithm(
         algorithm.search(evaluator, rng)
         if evaluator.best is None:
             raise RuntimeError("finished without evaluating any portfolio")
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - the per-algorithm boundary
         last = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
         where = f" at {last.filename.rsplit('/', 1)[-1]}:{last.lineno}" if last else ""
         return FailedRun(

@@ -23,6 +23,9 @@ class HillClimbing:
 
     def search(self, evaluator: Evaluator, rng: np.random.Generator) -> None:
         problem = evaluator.problem
+        if problem.size == problem.n_strategies:  # one portfolio exists and it has no neighbours
+            evaluator.evaluate(np.arange(problem.size)[None, :])
+            return
         current: np.ndarray | None = None
         fitness = -np.inf
         stalled = 0

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -54,9 +55,20 @@ class DuckDBBackend:
         for statement in SCHEMA:
             self._con.execute(statement)
 
-    def _delete_pnl(self, job_id: str) -> None:
+    @contextmanager
+    def _transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The statements inside commit together or not at all."""
+        self._con.execute("BEGIN TRANSACTION")
+        try:
+            yield self._con
+        except BaseException:
+            self._con.execute("ROLLBACK")
+            raise
+        self._con.execute("COMMIT")
+
+    def _delete_pnl(self, con: duckdb.DuckDBPyConnection, job_id: str) -> None:
         for table in ("pnl", "days", "strategies"):
-            self._con.execute(f"DELETE FROM {table} WHERE job_id = ?", [job_id])
+            con.execute(f"DELETE FROM {table} WHERE job_id = ?", [job_id])
 
     def store_pnl(
         self,
@@ -67,40 +79,38 @@ class DuckDBBackend:
         pnl: np.ndarray,
     ) -> None:
         rows, n_strategies = pnl.shape
-        con = self._con
-        con.execute("BEGIN TRANSACTION")
-        try:
-            self._delete_pnl(job_id)
-            days = {
+        tables = {
+            "heavyopt_days": {
                 "day_idx": np.arange(rows, dtype=np.int32),
                 # DuckDB scans datetime64[s] (not [D]); the column is cast back to DATE on insert.
                 "trade_date": dates.astype("datetime64[D]").astype("datetime64[s]"),
                 "zone": np.array(list(zones) if zones is not None else [None] * rows, dtype=object),
-            }
-            con.register("heavyopt_days", days)
-            con.execute(
-                "INSERT INTO days SELECT ?, day_idx, CAST(trade_date AS DATE), zone FROM heavyopt_days", [job_id]
-            )
-            names = {
+            },
+            "heavyopt_strategies": {
                 "strategy_idx": np.arange(n_strategies, dtype=np.int32),
                 "name": np.array(list(strategies), dtype=object),
-            }
-            con.register("heavyopt_strategies", names)
-            con.execute("INSERT INTO strategies SELECT ?, strategy_idx, name, FALSE FROM heavyopt_strategies", [job_id])
-            long_form = {
+            },
+            "heavyopt_pnl": {
                 "day_idx": np.repeat(np.arange(rows, dtype=np.int32), n_strategies),
                 "strategy_idx": np.tile(np.arange(n_strategies, dtype=np.int32), rows),
                 "pnl": np.ascontiguousarray(pnl, dtype=np.float64).ravel(),
-            }
-            con.register("heavyopt_pnl", long_form)
-            con.execute("INSERT INTO pnl SELECT ?, day_idx, strategy_idx, pnl FROM heavyopt_pnl", [job_id])
-            con.execute("COMMIT")
-        except Exception:
-            con.execute("ROLLBACK")
-            raise
+            },
+        }
+        try:
+            with self._transaction() as con:
+                self._delete_pnl(con, job_id)
+                for name, columns in tables.items():
+                    con.register(name, columns)
+                con.execute(
+                    "INSERT INTO days SELECT ?, day_idx, CAST(trade_date AS DATE), zone FROM heavyopt_days", [job_id]
+                )
+                con.execute(
+                    "INSERT INTO strategies SELECT ?, strategy_idx, name, FALSE FROM heavyopt_strategies", [job_id]
+                )
+                con.execute("INSERT INTO pnl SELECT ?, day_idx, strategy_idx, pnl FROM heavyopt_pnl", [job_id])
         finally:
-            for view in ("heavyopt_days", "heavyopt_strategies", "heavyopt_pnl"):
-                con.unregister(view)
+            for name in tables:
+                self._con.unregister(name)
 
     def apply_ulta(self, job_id: str) -> int:
         """Invert the job's losing strategies in SQL; returns how many of its strategies are inverted.
@@ -109,9 +119,7 @@ class DuckDBBackend:
         the same strategies; an inverted strategy has a positive total and is never selected
         again, which makes a second call a no-op.
         """
-        con = self._con
-        con.execute("BEGIN TRANSACTION")
-        try:
+        with self._transaction() as con:
             con.execute(
                 f"""UPDATE strategies SET inverted = TRUE, name = name || '_inv'
                     WHERE job_id = ? AND strategy_idx IN ({ULTA_SELECT})""",
@@ -122,10 +130,6 @@ class DuckDBBackend:
                 [job_id, job_id],
             )
             count = con.execute("SELECT COUNT(*) FROM strategies WHERE job_id = ? AND inverted", [job_id]).fetchone()
-            con.execute("COMMIT")
-        except Exception:
-            con.execute("ROLLBACK")
-            raise
         return int(count[0]) if count else 0
 
     def fetch_pnl(self, job_id: str) -> StoredPnl:
@@ -150,37 +154,37 @@ class DuckDBBackend:
         )
 
     def record_job(self, job_id: str, **fields: Any) -> None:
+        """Create the job's record if needed and set ``fields`` (names from ``JOB_FIELDS``)."""
         unknown = set(fields) - set(JOB_FIELDS)
         if unknown:
             raise ValueError(f"unknown job fields: {sorted(unknown)}")
-        exists = self._con.execute("SELECT 1 FROM jobs WHERE job_id = ?", [job_id]).fetchone()
-        if not exists:
-            self._con.execute("INSERT INTO jobs (job_id) VALUES (?)", [job_id])
-        for name, value in fields.items():
-            self._con.execute(f"UPDATE jobs SET {name} = ? WHERE job_id = ?", [value, job_id])
+        with self._transaction() as con:
+            if not con.execute("SELECT 1 FROM jobs WHERE job_id = ?", [job_id]).fetchone():
+                con.execute("INSERT INTO jobs (job_id) VALUES (?)", [job_id])
+            if fields:
+                assignments = ", ".join(f"{name} = ?" for name in fields)  # names checked above
+                con.execute(f"UPDATE jobs SET {assignments} WHERE job_id = ?", [*fields.values(), job_id])
 
     def record_results(self, job_id: str, rows: Sequence[ResultRow]) -> None:
         """Replace the job's stored results with ``rows``."""
-        self._con.execute("DELETE FROM results WHERE job_id = ?", [job_id])
-        if not rows:
-            return
-        self._con.executemany(
-            "INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        values = [
             [
-                [
-                    job_id,
-                    r.size,
-                    r.algorithm,
-                    r.status,
-                    r.fitness,
-                    r.evaluations,
-                    r.seconds,
-                    json.dumps(list(r.strategies)),
-                    r.error,
-                ]
-                for r in rows
-            ],
-        )
+                job_id,
+                r.size,
+                r.algorithm,
+                r.status,
+                r.fitness,
+                r.evaluations,
+                r.seconds,
+                json.dumps(list(r.strategies)),
+                r.error,
+            ]
+            for r in rows
+        ]
+        with self._transaction() as con:
+            con.execute("DELETE FROM results WHERE job_id = ?", [job_id])
+            if values:
+                con.executemany("INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", values)
 
     def job(self, job_id: str) -> dict[str, Any] | None:
         cur = self._con.execute("SELECT * FROM jobs WHERE job_id = ?", [job_id])
@@ -199,16 +203,18 @@ class DuckDBBackend:
 
     def prune(self, keep_pnl_jobs: int) -> int:
         """Delete the P&L of all but the newest ``keep_pnl_jobs`` jobs; returns how many jobs were pruned."""
-        stored = [r[0] for r in self._con.execute("SELECT DISTINCT job_id FROM days").fetchall()]
-        newest = [
-            r[0]
-            for r in self._con.execute(
-                "SELECT job_id FROM jobs ORDER BY created_at DESC NULLS LAST LIMIT ?", [keep_pnl_jobs]
-            ).fetchall()
-        ]
-        old = [j for j in stored if j not in set(newest)]
+        con = self._con
+        stored = con.execute(
+            "SELECT job_id FROM days UNION SELECT job_id FROM strategies UNION SELECT job_id FROM pnl"
+        ).fetchall()
+        newest = con.execute(
+            "SELECT job_id FROM jobs ORDER BY created_at DESC NULLS LAST LIMIT ?", [keep_pnl_jobs]
+        ).fetchall()
+        keep = {r[0] for r in newest}
+        old = sorted(r[0] for r in stored if r[0] not in keep)
         for job_id in old:
-            self._delete_pnl(job_id)
+            with self._transaction() as tx:
+                self._delete_pnl(tx, job_id)
         return len(old)
 
     def close(self) -> None:

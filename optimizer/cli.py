@@ -25,6 +25,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 err = Console(stderr=True)
+OUTPUT_ERRORS_EXIT = 6  # the job completed but some output files could not be written
 out = Console()
 
 ConfigOpt = Annotated[
@@ -88,16 +89,19 @@ def run(
     w = outcome.report.winner
     metrics = w.metrics
     out.print(
-        f"winner: size {w.size}, {w.algorithm}, fitness {w.fitness:.4f} "
-        f"(ROI {metrics['total_roi']:,.0f}, max DD {metrics['max_drawdown']:,.0f}, "
+        f"winner: size {w.size}, {w.algorithm}, fitness {w.fitness:.6g} "
+        f"(ROI {metrics['total_roi']:,.2f}, max DD {metrics['max_drawdown']:,.6g}, "
         f"avg corr {metrics['avg_correlation']:.3f})",
         highlight=False,
+        soft_wrap=True,
     )
     timings = ", ".join(f"{k} {v:.2f}s" for k, v in outcome.report.timings_s)
-    out.print(f"steps: {timings}", highlight=False)
-    for line in outcome.writer_errors:
-        err.print(f"heavyopt: output failed: {line}", markup=False)
+    out.print(f"steps: {timings}", highlight=False, soft_wrap=True)
     out.print(str(outcome.run_dir), highlight=False, soft_wrap=True)
+    for line in outcome.writer_errors:
+        err.print(f"heavyopt: output failed: {line} (see error_log.txt in the run folder)", markup=False)
+    if outcome.writer_errors:
+        raise typer.Exit(OUTPUT_ERRORS_EXIT)
 
 
 @app.command()

@@ -372,6 +372,12 @@ def _resolve_aliases(layer: Layer) -> Layer:
 
 
 def _cross_check(config: Config) -> Config:
+    limit = config.general.strat_limit
+    if 0 < limit < config.portfolio.min_size:
+        raise ConfigError(
+            f"config error: GENERAL.strat_limit = {limit} keeps fewer strategies than "
+            f"PORTFOLIO.min_size = {config.portfolio.min_size}; raise the limit (0 = all) or lower min_size"
+        )
     for section, part in (("PORTFOLIO", config.portfolio), ("ZONE_SPECIFIC_OPTIMIZATION", config.zone_specific)):
         if part.min_size > part.max_size:
             raise ConfigError(

@@ -322,8 +322,9 @@ def load_csv(path: str | Path, *, date_format: str = "auto", min_strategies: int
             continue  # blank line, or Excel's trailing ",,,," rows
         if len(row) != width + trailing and len(row) != width:
             raise _fail(path, f"row {row_no}", f"{len(row)} fields but the header has {width}; check for a stray comma")
-        if len(row) > width and any(c.strip() for c in row[width:]):
-            raise _fail(path, f"row {row_no}, column {width + 1}", "a value under a column that has no name")
+        extra = next((i for i, c in enumerate(row[width:]) if c.strip()), None)
+        if extra is not None:
+            raise _fail(path, f"row {row_no}, column {width + 1 + extra}", "a value under a column that has no name")
         cells = pick(row)
         row_values, row_blanks = _parse_cells(path, row_no, cells, strategies)
         if row_blanks is not None:

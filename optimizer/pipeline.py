@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import resource
@@ -29,13 +30,14 @@ from algorithms.problem import Problem
 from dal import Backend, ResultRow, open_backend
 from optimizer import __version__
 from optimizer.config import Config, database_url
-from optimizer.errors import BackendUnavailable, HeavyOptError, JobFailed
+from optimizer.errors import BackendUnavailable, HeavyOptError, InputError, JobFailed
 from optimizer.loader import Dataset, load_csv, sum_by_date
 from optimizer.ulta import inversions
 from outputs import RunReport, write_run_folder
 from outputs.report import AlgorithmResult, InputSummary, PairCorrelation, Winner
 
 ProgressFn = Callable[[str, float], None]
+log = logging.getLogger("heavyopt")
 
 # Where each step starts on the 0–100 progress scale; the search fills SEARCH_START..SEARCH_END.
 STEP_START = {"load": 0.0, "store": 8.0, "ulta": 12.0, "fetch": 15.0, "correlation": 18.0, "search": 25.0}
@@ -138,7 +140,7 @@ def compute_threads(config: Config) -> int:
 
 def portfolio_sizes(config: Config, n_strategies: int) -> range:
     """``min_size..max_size``, capped at the number of strategies available."""
-    return range(config.portfolio.min_size, min(config.portfolio.max_size, n_strategies) + 1)
+    return range(config.sizes.start, min(config.sizes.stop, n_strategies + 1))
 
 
 def _search(config: Config, base: Problem, names: tuple[str, ...], steps: _Steps) -> list[AlgorithmResult]:
@@ -183,6 +185,7 @@ def _as_result(outcome: RunResult | FailedRun, key: tuple[int, int], names: tupl
         seconds=outcome.seconds,
         strategies=tuple(names[i] for i in outcome.portfolio),
         spawn_key=key,
+        members=outcome.portfolio,
         trace=outcome.trace,
         timed_out=outcome.timed_out,
     )
@@ -195,9 +198,8 @@ def _winner(
     if not ok:
         reasons = "; ".join(f"size {r.size} {r.algorithm}: {r.error}" for r in results[:3])
         raise JobFailed(f"job failed: no algorithm produced a portfolio ({reasons})")
-    best = max(ok, key=lambda r: r.fitness or -np.inf)  # max keeps the first of equals
-    index = {name: j for j, name in enumerate(names)}
-    members = np.array([index[n] for n in best.strategies])
+    best = max(ok, key=lambda r: r.fitness if r.fitness is not None else -np.inf)  # first of equals
+    members = np.array(best.members)
     metrics = portfolio_report(pnl[:, members].mean(axis=1), config.optimization.periods_per_year)
     metrics["avg_correlation"] = average_pairwise(units, members)
     return Winner(best.size, best.algorithm, float(best.fitness or 0.0), best.strategies, metrics)
@@ -213,10 +215,15 @@ def run_job(
 ) -> JobOutcome:
     """Run one job end to end and write its run folder.
 
+    This is the per-job boundary: any failure after the database is open is recorded on
+    the job (status ``failed`` and the reason) before it propagates, and an unexpected
+    exception is turned into :class:`JobFailed` with its type and message. A run folder
+    is only created after the results are stored, and never partially.
+
     Raises
     ------
     InputError, ConfigError, BackendUnavailable, JobFailed
-        One-line messages for the user; nothing is written to ``out_dir`` then.
+        One-line messages for the user; no run folder exists then.
     """
     path = Path(input_path)
     job_id = job_id or new_job_id(path)
@@ -238,31 +245,70 @@ def run_job(
             job_id,
             source=str(path),
             status="running",
-            created_at=datetime.now(UTC).replace(tzinfo=None),
+            created_at=_now(),
             n_rows=dataset.n_rows,
             n_strategies=len(dataset.strategies),
             seed=config.general.seed,
         )
         report = _run_stored(job_id, path, dataset, config, backend, steps, created_at, skipped)
+        backend.record_results(job_id, [_result_row(r) for r in report.results])
         with steps.step("outputs", OUTPUTS_START):
             run_dir, errors = write_run_folder(report, Path(out_dir).absolute(), started_struct)
-        backend.record_results(job_id, [_result_row(r) for r in report.results])
         backend.record_job(
             job_id,
             status="completed",
-            finished_at=datetime.now(UTC).replace(tzinfo=None),
+            finished_at=_now(),
             run_dir=str(run_dir),
             winner_json=_winner_json(report.winner),
+            error="; ".join(f"output {line}" for line in errors),
         )
-        backend.prune(config.database.keep_pnl_jobs)
-    except Exception as exc:
-        reason = str(exc) if isinstance(exc, HeavyOptError) else f"{type(exc).__name__}: {exc}"
-        backend.record_job(job_id, status="failed", error=reason, finished_at=datetime.now(UTC).replace(tzinfo=None))
-        raise
-    finally:
+    except BaseException as exc:  # per-job boundary: record why, then report it
+        failure = exc
+        if isinstance(exc, Exception) and not isinstance(exc, HeavyOptError):
+            failure = JobFailed(f"job failed: {type(exc).__name__}: {exc}")
+        reason = str(failure) if isinstance(failure, Exception) else "interrupted"
+        _record_failure(backend, job_id, reason)
         backend.close()
+        if failure is exc:
+            raise
+        raise failure from exc
+    _prune(backend, config.database.keep_pnl_jobs)
+    backend.close()
     steps.progress("done", 100.0)
     return JobOutcome(job_id, run_dir, report, tuple(errors))
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _record_failure(backend: Backend, job_id: str, reason: str) -> None:
+    """Mark the job failed; a broken database must not hide the job's own error."""
+    try:
+        backend.record_job(job_id, status="failed", error=reason, finished_at=_now())
+    except Exception as exc:  # noqa: BLE001 - logged; the original failure is what the caller needs
+        log.warning("could not record job %s as failed (%s: %s)", job_id, type(exc).__name__, exc)
+
+
+def _prune(backend: Backend, keep: int) -> None:
+    """Housekeeping after a completed job: a failure is logged and never fails the job."""
+    try:
+        backend.prune(keep)
+    except Exception as exc:  # noqa: BLE001
+        log.warning("could not prune old P&L (%s: %s)", type(exc).__name__, exc)
+
+
+def _check_unique_after_ulta(path: Path, original: tuple[str, ...], renamed: tuple[str, ...]) -> None:
+    """A column ``X_inv`` next to an inverted ``X`` would make two strategies of one name."""
+    seen: dict[str, int] = {}
+    for j, name in enumerate(renamed):
+        if name in seen:
+            i = seen[name]
+            raise InputError(
+                f"input error: {path.name}, row 1: columns {original[i]!r} and {original[j]!r} are both named "
+                f"{name!r} after ULTA inverts one of them; rename one of the columns"
+            )
+        seen[name] = j
 
 
 def _winner_json(winner: Winner) -> str:
@@ -291,6 +337,7 @@ def _run_stored(
     with steps.step("fetch", STEP_START["fetch"]):
         stored = db.fetch_pnl(job_id)
         dates, pnl_all = sum_by_date(stored.dates, stored.pnl)
+    _check_unique_after_ulta(path, dataset.strategies, stored.strategies)
     inverted = tuple(inversions(dataset.daily()[1], dataset.strategies, stored.inverted))
 
     with steps.step("correlation", STEP_START["correlation"]):
@@ -301,11 +348,6 @@ def _run_stored(
         universe = average_pairwise(units)
         pairs = tuple(
             PairCorrelation(names[p.first], names[p.second], p.correlation) for p in top_pairs(units, TOP_PAIRS)
-        )
-    if len(names) < config.portfolio.min_size:
-        raise JobFailed(
-            f"job failed: GENERAL.strat_limit = {config.general.strat_limit} leaves {len(names)} strategies, "
-            f"fewer than PORTFOLIO.min_size = {config.portfolio.min_size}; raise the limit or lower min_size"
         )
     with steps.step("search", STEP_START["search"]):
         base = Problem.from_pnl(

@@ -50,6 +50,7 @@ class AlgorithmResult:
     seconds: float
     strategies: tuple[str, ...]
     spawn_key: tuple[int, int]
+    members: tuple[int, ...] = ()  # indices into the searched strategies, same order as ``strategies``
     trace: tuple[tuple[int, float], ...] = ()
     timed_out: bool = False
     error: str = ""
@@ -91,6 +92,6 @@ class RunReport:
             if r.status != "ok" or r.fitness is None:
                 continue
             held = best.get(r.size)
-            if held is None or r.fitness > (held.fitness or float("-inf")):
+            if held is None or held.fitness is None or r.fitness > held.fitness:
                 best[r.size] = r
         return best

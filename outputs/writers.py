@@ -123,7 +123,7 @@ def write_run_folder(report: RunReport, out_dir: Path, started: time.struct_time
         for name, writer in WRITERS.items():
             try:
                 writer(report, tmp)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - one failing file must not cost the others
                 errors.append(f"{name}: {type(exc).__name__}: {exc}")
         if errors:
             write_atomic(tmp / "error_log.txt", "\n".join(errors) + "\n")

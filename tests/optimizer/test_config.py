@@ -331,3 +331,8 @@ def test_database_url_defaults_to_duckdb_under_xdg_data_home(tmp_path: Path) -> 
 def test_database_url_under_configured_data_dir(tmp_path: Path) -> None:
     config = load_config(environ={}, overrides=[f"DATABASE.data_dir={tmp_path / 'data'}"])
     assert database_url(config) == f"duckdb:///{tmp_path / 'data' / 'heavyopt.duckdb'}"
+
+
+def test_strat_limit_below_min_size_is_refused_up_front() -> None:
+    with pytest.raises(ConfigError, match=r"GENERAL\.strat_limit = 10 .* PORTFOLIO\.min_size = 35"):
+        load_config(environ={}, overrides=["GENERAL.strat_limit=10"])

@@ -300,7 +300,7 @@ ERROR_CASES: list[tuple[str, str, dict[str, object], list[str]]] = [
     ("unnamed-column", "Date,,B\n2023-01-02,1,2\n2023-01-03,1,2\n", {}, ["row 1", "column 2"]),
     ("extra-field", "Date,A,B\n2023-01-02,1,2\n2023-01-03,1,2,3\n", {}, ["row 3", "4 fields"]),
     ("missing-field", "Date,A,B\n2023-01-02,1,2\n2023-01-03,1\n", {}, ["row 3", "2 fields"]),
-    ("value-under-unnamed", "Date,A,,\n2023-01-02,1,,\n2023-01-03,1,,5\n", {}, ["row 3", "column 3"]),
+    ("value-under-unnamed", "Date,A,,\n2023-01-02,1,,\n2023-01-03,1,,5\n", {}, ["row 3", "column 4"]),
     ("blank-date", "Date,A\n2023-01-02,1\n,2\n2023-01-04,3\n", {}, ["row 3", "'Date'", "blank"]),
     ("not-a-date", "Date,A\n2023-01-02,1\nyesterday,2\n", {}, ["row 3", "'Date'", "'yesterday'"]),
     ("invalid-date", "Date,A\n25-01-2023,1\n31-02-2023,2\n", {}, ["row 3", "'Date'", "'31-02-2023'"]),

@@ -151,3 +151,116 @@ def test_real_slice_end_to_end(tmp_path: Path, real_slice: Path) -> None:
 def test_cupy_is_refused_until_the_gpu_path_exists(tmp_path: Path, csv_file: Path) -> None:
     with pytest.raises(BackendUnavailable, match=r"COMPUTE\.backend = cupy"):
         run_job(csv_file, config(tmp_path, "COMPUTE.backend=cupy"), out_dir=tmp_path / "out")
+
+
+def test_a_zero_fitness_outranks_a_negative_one() -> None:
+    from optimizer.pipeline import _winner
+    from outputs.report import AlgorithmResult
+
+    pnl = np.array([[1.0, -1.0, 2.0], [-1.0, 1.0, -3.0], [0.5, 0.5, 1.0]])
+    units = np.zeros_like(pnl)
+    zero = AlgorithmResult(2, "hill_climbing", "ok", 0.0, 1, 0.1, ("a", "b"), (2, 5), members=(0, 1))
+    negative = AlgorithmResult(2, "random_search", "ok", -3.0, 1, 0.1, ("a", "c"), (2, 7), members=(0, 2))
+    cfg = load_config(environ={})
+    assert _winner([zero, negative], pnl, units, ("a", "b", "c"), cfg).algorithm == "hill_climbing"
+    assert _winner([negative, zero], pnl, units, ("a", "b", "c"), cfg).algorithm == "hill_climbing"
+
+
+def test_a_name_clash_after_ulta_is_an_input_error(tmp_path: Path) -> None:
+    rows = "\n".join(f"2024-01-{d:02d},{-10 - d},{d},1,2,3,4,5" for d in range(1, 6))
+    clash = tmp_path / "clash.csv"
+    clash.write_text("Date,A,A_inv,c,d,e,f,g\n" + rows + "\n")
+    with pytest.raises(InputError, match=r"clash\.csv, row 1: columns 'A' and 'A_inv' are both named 'A_inv'"):
+        run_job(clash, config(tmp_path), out_dir=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_every_algorithm_succeeds_when_the_size_equals_the_strategies(tmp_path: Path) -> None:
+    small = write_csv(tmp_path / "small.csv", 6, 10, seed=1)
+    outcome = run_job(small, config(tmp_path), out_dir=tmp_path / "o")
+    assert all(r.status == "ok" for r in outcome.report.results)
+
+
+def test_a_failing_prune_does_not_fail_a_completed_job(
+    tmp_path: Path, csv_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dal.duckdb_backend import DuckDBBackend
+
+    def broken(self: object, keep: int) -> int:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(DuckDBBackend, "prune", broken)
+    cfg = config(tmp_path)
+    outcome = run_job(csv_file, cfg, out_dir=tmp_path / "out")
+    db = open_backend(database_url(cfg))
+    try:
+        job = db.job(outcome.job_id)
+        assert job is not None and job["status"] == "completed"
+    finally:
+        db.close()
+
+
+def test_an_unexpected_error_fails_the_job_with_its_reason(
+    tmp_path: Path, csv_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from optimizer import pipeline
+    from optimizer.errors import JobFailed
+
+    def explode(*args: object, **kwargs: object) -> None:
+        raise KeyError("lost column")
+
+    monkeypatch.setattr(pipeline, "top_pairs", explode)
+    cfg = config(tmp_path)
+    with pytest.raises(JobFailed, match="job failed: KeyError: 'lost column'"):
+        run_job(csv_file, cfg, out_dir=tmp_path / "out", job_id="j-1")
+    assert not (tmp_path / "out").exists()
+    db = open_backend(database_url(cfg))
+    try:
+        job = db.job("j-1")
+        assert job is not None and job["status"] == "failed" and "lost column" in job["error"]
+    finally:
+        db.close()
+
+
+def test_a_broken_database_does_not_hide_the_jobs_own_error(
+    tmp_path: Path, csv_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dal.duckdb_backend import DuckDBBackend
+    from optimizer import pipeline
+
+    real = DuckDBBackend.record_job
+
+    def flaky(self: DuckDBBackend, job_id: str, **fields: object) -> None:
+        if fields.get("status") == "failed":
+            raise RuntimeError("database gone")
+        real(self, job_id, **fields)
+
+    def explode(*args: object, **kwargs: object) -> None:
+        raise InputError("input error: original reason")
+
+    monkeypatch.setattr(DuckDBBackend, "record_job", flaky)
+    monkeypatch.setattr(pipeline, "top_pairs", explode)
+    with pytest.raises(InputError, match="original reason"):
+        run_job(csv_file, config(tmp_path), out_dir=tmp_path / "out")
+
+
+def test_a_failing_writer_is_logged_and_the_others_still_write(
+    tmp_path: Path, csv_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from outputs import writers
+
+    def broken(report: object, folder: Path) -> None:
+        raise OSError("share went away")
+
+    monkeypatch.setitem(writers.WRITERS, "best_portfolio_size<n>.txt", broken)
+    cfg = config(tmp_path)
+    outcome = run_job(csv_file, cfg, out_dir=tmp_path / "out")
+    assert outcome.writer_errors == ("best_portfolio_size<n>.txt: OSError: share went away",)
+    assert (outcome.run_dir / "execution_summary.json").exists()
+    assert "share went away" in (outcome.run_dir / "error_log.txt").read_text()
+    db = open_backend(database_url(cfg))
+    try:
+        job = db.job(outcome.job_id)
+        assert job is not None and job["status"] == "completed" and "share went away" in job["error"]
+    finally:
+        db.close()
