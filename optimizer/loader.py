@@ -10,6 +10,7 @@ spreadsheet shows them: the header is row 1.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import operator
 import re
@@ -55,6 +56,7 @@ class Dataset:
     """
 
     source: str
+    sha256: str
     strategies: tuple[str, ...]
     dates: np.ndarray
     zones: tuple[str, ...] | None
@@ -106,7 +108,7 @@ def _fail(path: Path, where: str, what: str) -> InputError:
     return InputError(f"input error: {path.name}{', ' + where if where else ''}: {what}")
 
 
-def _decode(path: Path) -> str:
+def _read(path: Path) -> bytes:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -117,6 +119,10 @@ def _decode(path: Path) -> str:
         raise InputError(f"input error: {path}: permission denied; check the file's owner and mode") from None
     if not raw[:4096].strip() and not raw.strip():
         raise InputError(f"input error: {path.name}: the file is empty; expected a header row and one row per day")
+    return raw
+
+
+def _decode(raw: bytes) -> str:
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -287,7 +293,8 @@ def load_csv(path: str | Path, *, date_format: str = "auto", min_strategies: int
     if date_format not in ("auto", *_FORMAT_ORDER):
         raise ValueError(f"date_format must be 'auto' or one of {_FORMAT_ORDER}, not {date_format!r}")
     path = Path(path)
-    text = _decode(path)
+    raw = _read(path)
+    text = _decode(raw)
     first_line = text.split("\n", 1)[0]
     delimiter = ";" if first_line.count(";") > first_line.count(",") else ","
     records = _records(text, delimiter)
@@ -348,6 +355,7 @@ def load_csv(path: str | Path, *, date_format: str = "auto", min_strategies: int
     pnl.setflags(write=False)
     return Dataset(
         source=str(path),
+        sha256=hashlib.sha256(raw).hexdigest(),
         strategies=strategies,
         dates=dates,
         zones=zones,

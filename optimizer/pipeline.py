@@ -6,7 +6,6 @@ optional progress callback and its wall time to the report.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -71,14 +70,6 @@ def new_job_id(path: Path) -> str:
     """``<file stem>-<8 hex>``, restricted to characters safe in file names on Windows and Linux."""
     stem = re.sub(r"[^A-Za-z0-9_-]+", "_", path.stem).strip("_")[:40] or "job"
     return f"{stem}-{uuid.uuid4().hex[:8]}"
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def peak_rss_mb() -> float:
@@ -249,6 +240,7 @@ def run_job(
             n_rows=dataset.n_rows,
             n_strategies=len(dataset.strategies),
             seed=config.general.seed,
+            config_json=json.dumps(config.to_dict()),
         )
         report = _run_stored(job_id, path, dataset, config, backend, steps, created_at, skipped)
         backend.record_results(job_id, [_result_row(r) for r in report.results])
@@ -361,7 +353,7 @@ def _run_stored(
         version=__version__,
         input=InputSummary(
             file=path.name,
-            sha256=file_sha256(path),
+            sha256=dataset.sha256,
             rows=dataset.n_rows,
             days=int(dates.shape[0]),
             strategies=len(dataset.strategies),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -56,6 +57,7 @@ def test_run_writes_the_summary_and_best_portfolios(tmp_path: Path, csv_file: Pa
     )
     assert len(winner["strategies"]) == winner["size"]
     assert summary["input"]["strategies"] == 300 and summary["input"]["days"] == 40
+    assert summary["input"]["sha256"] == hashlib.sha256(csv_file.read_bytes()).hexdigest()
     assert summary["ulta"]["inverted"] > 0
     assert sorted(p.name for p in run_dir.glob("best_portfolio_size*.txt")) == [
         f"best_portfolio_size{n}.txt" for n in (5, 6, 7)
@@ -91,6 +93,7 @@ def test_history_is_stored(tmp_path: Path, csv_file: Path) -> None:
     try:
         job = db.job(outcome.job_id)
         assert job is not None and job["status"] == "completed" and job["run_dir"] == str(outcome.run_dir)
+        assert json.loads(job["config_json"])["PORTFOLIO"]["max_size"] == 7
         assert len(db.results(outcome.job_id)) == 6
     finally:
         db.close()
