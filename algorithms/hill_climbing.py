@@ -18,8 +18,10 @@ class HillClimbing:
     improvement, restart from a new random portfolio."""
 
     neighbourhood: int = 100
-    patience: int = 3
+    patience: int = 6
     name: ClassVar[str] = "hill_climbing"
+    section: ClassVar[str] = "HILL_CLIMBING"
+    bounds: ClassVar[dict[str, tuple[float, float | None]]] = {"neighbourhood": (1, None), "patience": (1, None)}
 
     def search(self, evaluator: Evaluator, rng: np.random.Generator) -> None:
         problem = evaluator.problem

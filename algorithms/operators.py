@@ -60,3 +60,151 @@ def apply_swap(members: np.ndarray, out_pos: int, incoming: int) -> np.ndarray:
     new = members.copy()
     new[out_pos] = incoming
     return new
+
+
+def repair_distinct(rng: np.random.Generator, population: np.ndarray, n_strategies: int) -> np.ndarray:
+    """Replace repeated members with random strategies until every row is n distinct indices.
+
+    The first occurrence of a repeated index is kept; later ones are redrawn uniformly.
+
+    Returns
+    -------
+    int64, shape (P, n), each row sorted.
+    """
+    out = np.sort(population, axis=1)
+    while True:
+        repeated = np.zeros(out.shape, dtype=bool)
+        repeated[:, 1:] = out[:, 1:] == out[:, :-1]
+        if not repeated.any():
+            return out
+        out[repeated] = rng.integers(0, n_strategies, size=int(repeated.sum()))
+        out.sort(axis=1)
+
+
+def subset_crossover(rng: np.random.Generator, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Children drawn from their parents' union: members both parents hold are always kept,
+    the rest are drawn uniformly from the members only one parent holds.
+
+    Parameters
+    ----------
+    first, second : int, shape (P, n). Row i of each is one pair of parents.
+
+    Returns
+    -------
+    int64, shape (P, n), each row n distinct, sorted.
+    """
+    pool = np.sort(np.concatenate([first, second], axis=1), axis=1)  # (P, 2n)
+    shared = np.zeros(pool.shape, dtype=bool)
+    shared[:, 1:] = pool[:, 1:] == pool[:, :-1]
+    second_copy = shared.copy()
+    shared[:, :-1] |= second_copy[:, 1:]  # both copies of a shared member
+    keys = rng.random(pool.shape)
+    keys[shared] = -1.0  # shared members first
+    keys[second_copy] = 2.0  # the duplicate copy never
+    size = first.shape[1]
+    chosen = np.argpartition(keys, size - 1, axis=1)[:, :size]
+    return np.sort(np.take_along_axis(pool, chosen, axis=1), axis=1)
+
+
+def swap_mutation(
+    rng: np.random.Generator, population: np.ndarray, n_strategies: int, probability: float
+) -> np.ndarray:
+    """Each row, with ``probability``, swaps one random member for a random non-member.
+
+    Returns
+    -------
+    int64, shape (P, n), each row n distinct, sorted.
+    """
+    out = population.copy()
+    rows = np.flatnonzero(rng.random(len(out)) < probability)
+    slots = rng.integers(0, out.shape[1], size=rows.size)
+    out[rows, slots] = rng.integers(0, n_strategies, size=rows.size)
+    return repair_distinct(rng, out, n_strategies)
+
+
+def weighted_subsets(rng: np.random.Generator, weights: np.ndarray, size: int, count: int) -> np.ndarray:
+    """``count`` subsets of ``size`` distinct strategies, drawn without replacement ∝ ``weights``.
+
+    Successive sampling: draw with replacement by inverse CDF and keep first occurrences,
+    which is weighted sampling without replacement, at O(size·log S) per subset instead of
+    the O(S) of a key per strategy.
+
+    Parameters
+    ----------
+    weights : float, shape (S,), ≥ 0, with at least ``size`` positive.
+
+    Returns
+    -------
+    int64, shape (count, size), each row sorted.
+    """
+    cdf = np.cumsum(weights, dtype=np.float64)
+    total = cdf[-1]
+    out = np.empty((count, size), dtype=np.int64)
+    todo = np.arange(count)
+    draws = 3 * size
+    while todo.size:
+        # Searching sorted keys is cache-friendly (each search starts near the last): sort, search, unsort.
+        uniform = rng.random(todo.size * draws)
+        ascending = np.argsort(uniform)
+        flat = np.empty(uniform.size, dtype=np.int64)
+        flat[ascending] = np.searchsorted(cdf, uniform[ascending] * total, side="right")
+        picks = np.minimum(flat, len(weights) - 1).reshape(todo.size, draws)
+        order = np.argsort(picks, axis=1, kind="stable")
+        ranked = np.take_along_axis(picks, order, axis=1)
+        first = np.ones(ranked.shape, dtype=bool)
+        first[:, 1:] = ranked[:, 1:] != ranked[:, :-1]
+        # Position in draw order of each first occurrence; later positions = later draws.
+        position = np.where(first, order, draws)
+        distinct = first.sum(axis=1)
+        ok = distinct >= size
+        keep = np.argsort(position[ok], axis=1, kind="stable")[:, :size]
+        out[todo[ok]] = np.sort(np.take_along_axis(ranked[ok], keep, axis=1), axis=1)
+        todo = todo[~ok]
+        draws *= 2
+    return out
+
+
+def member_mask(sets: np.ndarray, queries: np.ndarray, n_strategies: int) -> np.ndarray:
+    """Whether each ``queries[i, j]`` is a member of ``sets[i]``, for all rows at once.
+
+    Parameters
+    ----------
+    sets : int, shape (P, n) or (n,) (one set for every row).
+    queries : int, shape (P, m).
+
+    Returns
+    -------
+    bool, shape (P, m).
+    """
+    rows = np.arange(len(queries))[:, None]
+    if sets.ndim == 1:
+        return np.isin(queries, sets)
+    set_keys = (rows * n_strategies + sets).ravel()
+    return np.isin((rows * n_strategies + queries).ravel(), set_keys).reshape(queries.shape)
+
+
+def first_occurrences(rows: np.ndarray) -> np.ndarray:
+    """True where an entry is the first of its value in its row (rows need not be sorted).
+
+    Returns
+    -------
+    bool, shape of ``rows``.
+    """
+    order = np.argsort(rows, axis=1, kind="stable")
+    ranked = np.take_along_axis(rows, order, axis=1)
+    first_sorted = np.ones(rows.shape, dtype=bool)
+    first_sorted[:, 1:] = ranked[:, 1:] != ranked[:, :-1]
+    out = np.empty(rows.shape, dtype=bool)
+    np.put_along_axis(out, order, first_sorted, axis=1)
+    return out
+
+
+def top_k_by_key(values: np.ndarray, keys: np.ndarray, size: int) -> np.ndarray:
+    """The ``size`` values with the largest keys in each row (keys of −inf are never taken).
+
+    Returns
+    -------
+    int64, shape (P, size), each row sorted.
+    """
+    chosen = np.argpartition(-keys, size - 1, axis=1)[:, :size]
+    return np.sort(np.take_along_axis(values, chosen, axis=1), axis=1)

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from algorithms.fitness import Objective, fitness_from_sums
+from algorithms.fitness import Objective, fitness_from_sums, metric_values
 from algorithms.operators import apply_swap
 
 CHUNK_ROWS = 2048  # portfolios per block: fastest of 512–10,240 here (the (P, 2T) sums stay in L2/L3)
@@ -100,6 +100,13 @@ class Problem:
             shape=(count, self.n_strategies),
         ).tocsc()
         return membership @ self.rows, self.nonconstant[xp.asarray(population)].sum(axis=1)
+
+    def standalone_metric(self) -> np.ndarray:
+        """Each strategy's own metric (as a one-member portfolio, no penalty); host, shape (S,)."""
+        values = metric_values(
+            self.xp, self.rows[:, : self.n_days], self.objective.metric, self.objective.periods_per_year
+        )
+        return np.asarray(values.get() if hasattr(values, "get") else values, dtype=np.float64)
 
     def _evaluate_chunk(self, population: np.ndarray) -> np.ndarray:
         sums, counts = self.sums(population)

@@ -17,6 +17,8 @@ class RandomSearch:
 
     batch: int = 1000
     name: ClassVar[str] = "random_search"
+    section: ClassVar[str] = "RANDOM_SEARCH"
+    bounds: ClassVar[dict[str, tuple[float, float | None]]] = {"batch": (1, None)}
 
     def search(self, evaluator: Evaluator, rng: np.random.Generator) -> None:
         problem = evaluator.problem

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from algorithms import REGISTRY
 from algorithms.fitness import METRICS
 from optimizer.errors import ConfigError
 
@@ -39,7 +40,7 @@ _BOUNDS: dict[tuple[str, str], tuple[float | None, float | None]] = {
     ("GENERAL", "seed"): (0, 2**63 - 1),
     ("PORTFOLIO", "min_size"): (2, None),
     ("PORTFOLIO", "max_size"): (2, None),
-    ("PORTFOLIO", "population_size"): (2, None),
+    ("PORTFOLIO", "population_size"): (4, None),
     ("PORTFOLIO", "mutation_rate"): (0.0, 1.0),
     ("OPTIMIZATION", "correlation_penalty_weight"): (0.0, None),
     ("OPTIMIZATION", "penalty_factor"): (0.0, None),
@@ -50,6 +51,7 @@ _BOUNDS: dict[tuple[str, str], tuple[float | None, float | None]] = {
     ("ZONE_SPECIFIC_OPTIMIZATION", "min_size"): (2, None),
     ("ZONE_SPECIFIC_OPTIMIZATION", "max_size"): (2, None),
     ("COMPUTE", "threads"): (0, 256),
+    ("COMPUTE", "workers"): (0, 256),
     ("DATABASE", "keep_pnl_jobs"): (0, None),
 }
 
@@ -57,7 +59,7 @@ _BOUNDS: dict[tuple[str, str], tuple[float | None, float | None]] = {
 @dataclass(frozen=True)
 class General:
     metric: str = "ratio"
-    ga_generations: int = 100
+    ga_generations: int | None = None  # legacy: GENETIC_ALGORITHM.generations
     strat_limit: int = 0  # 0 = use every strategy
     seed: int = 42
 
@@ -66,8 +68,8 @@ class General:
 class Portfolio:
     min_size: int = 35
     max_size: int = 100
-    population_size: int = 100
-    mutation_rate: float = 0.1
+    population_size: int | None = None  # legacy: GENETIC_ALGORITHM.population_size
+    mutation_rate: float | None = None  # legacy: GENETIC_ALGORITHM.mutation_rate
 
 
 @dataclass(frozen=True)
@@ -119,7 +121,8 @@ class Database:
 @dataclass(frozen=True)
 class Compute:
     backend: str = "auto"
-    threads: int = 0  # 0 = one per CPU core
+    workers: int = 0  # processes running algorithms in parallel; 0 = one per CPU core, 1 = in-process
+    threads: int = 0  # threads inside one batched evaluation; 0 = the cores left per worker
 
 
 @dataclass(frozen=True)
@@ -139,6 +142,13 @@ class Config:
     database: Database = field(default_factory=Database)
     compute: Compute = field(default_factory=Compute)
     output: Output = field(default_factory=Output)
+    algorithm_settings: tuple[tuple[str, Any], ...] = field(
+        default_factory=lambda: tuple((flag, cls()) for flag, cls in REGISTRY.items())
+    )
+
+    def algorithm(self, flag: str) -> Any:
+        """The configured instance of the algorithm behind ``[ALGORITHMS] flag``."""
+        return dict(self.algorithm_settings)[flag]
 
     @property
     def penalty_weight(self) -> float:
@@ -160,6 +170,8 @@ class Config:
             if section == "DATABASE":
                 values["url"] = redact_url(values["url"])
             out[section] = values
+        for flag, cls in REGISTRY.items():
+            out[cls.section] = dataclasses.asdict(self.algorithm(flag))
         return out
 
 
@@ -190,11 +202,16 @@ def redact_url(url: str) -> str:
     return f"{scheme}://{user}:***@{host}" if ":" in cred else url
 
 
+# One section per algorithm, named by the class (e.g. [HILL_CLIMBING]); its keys are the class's fields.
+ALGORITHM_SECTIONS: dict[str, str] = {cls.section: flag for flag, cls in REGISTRY.items()}
+
+
 def _canonical_section(name: str, where: str) -> str:
     upper = name.strip().upper()
-    if upper not in SECTIONS:
-        hint = difflib.get_close_matches(upper, SECTIONS, n=1)
-        extra = f" (did you mean [{hint[0]}]?)" if hint else f"; known sections: {', '.join(SECTIONS)}"
+    known = [*SECTIONS, *ALGORITHM_SECTIONS]
+    if upper not in known:
+        hint = difflib.get_close_matches(upper, known, n=1)
+        extra = f" (did you mean [{hint[0]}]?)" if hint else f"; known sections: {', '.join(known)}"
         raise ConfigError(f"config error: {where}: unknown section [{name}]{extra}")
     return upper
 
@@ -223,7 +240,7 @@ def read_ini(path: str | Path) -> Layer:
 def env_layer(environ: Mapping[str, str]) -> Layer:
     """``HEAVYOPT_<SECTION>_<KEY>`` variables; variables of other shapes are not config and are ignored."""
     layer: Layer = {}
-    by_length = sorted(SECTIONS, key=len, reverse=True)
+    by_length = sorted([*SECTIONS, *ALGORITHM_SECTIONS], key=len, reverse=True)
     for var, value in environ.items():
         if not var.startswith("HEAVYOPT_"):
             continue
@@ -261,7 +278,9 @@ def _parse_bool(raw: str) -> bool:
     raise ValueError("expected True or False")
 
 
-def _coerce(section: str, key: str, raw: str, kind: Any, where: str) -> Any:
+def _coerce(
+    section: str, key: str, raw: str, kind: Any, where: str, bounds: dict[str, tuple[Any, Any]] | None = None
+) -> Any:
     name = f"{section}.{key}"
     text = raw.strip()
     try:
@@ -276,7 +295,7 @@ def _coerce(section: str, key: str, raw: str, kind: Any, where: str) -> Any:
         else:
             value = text
     except ValueError as exc:
-        kind_name = {bool: "True or False", int: "a whole number"}.get(kind, "a number")
+        kind_name = {bool: "True or False", int: "a whole number", int | None: "a whole number"}.get(kind, "a number")
         detail = str(exc) if "expected" in str(exc) else f"expected {kind_name}"
         raise ConfigError(f"config error: {name} = {raw!r} ({where}): {detail}") from None
     choices = _CHOICES.get((section, key))
@@ -287,14 +306,16 @@ def _coerce(section: str, key: str, raw: str, kind: Any, where: str) -> Any:
                 f"config error: {name} = {raw!r} ({where}): must be one of {', '.join(repr(c) for c in choices)}"
             )
         value = match
-    low, high = _BOUNDS.get((section, key), (None, None))
+    low, high = (bounds or {}).get(key) or _BOUNDS.get((section, key), (None, None))
     if (low is not None and value < low) or (high is not None and value > high):
         rng = f"≥ {low}" if high is None else f"between {low} and {high}"
         raise ConfigError(f"config error: {name} = {raw!r} ({where}): must be {rng}")
     return value
 
 
-def _build_section(section: str, cls: type, values: dict[str, tuple[str, str]]) -> Any:
+def _build_section(
+    section: str, cls: type, values: dict[str, tuple[str, str]], bounds: dict[str, tuple[Any, Any]] | None = None
+) -> Any:
     hints = get_type_hints(cls)
     known = {f.name: f for f in fields(cls)}
     lowered = {k.lower(): k for k in known}
@@ -305,7 +326,7 @@ def _build_section(section: str, cls: type, values: dict[str, tuple[str, str]]) 
             hint = difflib.get_close_matches(key.lower(), list(lowered), n=1)
             extra = f" (did you mean {section}.{hint[0]}?)" if hint else ""
             raise ConfigError(f"config error: {section}.{key} ({where}) is not a known key{extra}")
-        kwargs[attr] = _coerce(section, attr, raw, hints[attr], where)
+        kwargs[attr] = _coerce(section, attr, raw, hints[attr], where, bounds)
     return cls(**kwargs)
 
 
@@ -344,12 +365,22 @@ def build_config(layers: list[Layer]) -> Config:
             kwargs[attr] = _zone_weights(values)
         else:
             kwargs[attr] = _build_section(section, hints[attr], values)
+    kwargs["algorithm_settings"] = tuple(
+        (flag, _build_section(section, REGISTRY[flag], merged.get(section, {}), REGISTRY[flag].bounds))
+        for section, flag in ALGORITHM_SECTIONS.items()
+    )
     config = Config(**kwargs)
     return _cross_check(config)
 
 
 # Legacy key -> current key, by section. Resolved within each layer, so precedence between layers holds.
 ALIASES = {("OPTIMIZATION", "penalty_factor"): "correlation_penalty_weight"}
+# Legacy GA keys, copied into [GENETIC_ALGORITHM] within their layer unless that layer sets the GA key itself.
+LEGACY_COPIES = {
+    ("PORTFOLIO", "population_size"): ("GENETIC_ALGORITHM", "population_size"),
+    ("PORTFOLIO", "mutation_rate"): ("GENETIC_ALGORITHM", "mutation_rate"),
+    ("GENERAL", "ga_generations"): ("GENETIC_ALGORITHM", "generations"),
+}
 
 
 def _resolve_aliases(layer: Layer) -> Layer:
@@ -368,6 +399,12 @@ def _resolve_aliases(layer: Layer) -> Layer:
                 "with different values; keep one"
             )
         keys.setdefault(new_key or new, value)
+    for (section, old), (target, new) in LEGACY_COPIES.items():
+        old_key = next((k for k in out.get(section, {}) if k.lower() == old), None)
+        if old_key is not None:
+            into = out.setdefault(target, {})
+            if not any(k.lower() == new for k in into):
+                into[new] = out[section][old_key]
     return out
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from algorithms import REGISTRY, FailedRun, RunResult, run_algorithm
+from algorithms import REGISTRY, FailedRun, RunResult
 from algorithms.correlation import average_pairwise, top_pairs, unit_columns
 from algorithms.fitness import Objective, metric_values, portfolio_report
 from algorithms.problem import Problem
@@ -31,6 +31,7 @@ from optimizer import __version__
 from optimizer.config import Config, database_url
 from optimizer.errors import BackendUnavailable, HeavyOptError, InputError, JobFailed
 from optimizer.loader import Dataset, load_csv, sum_by_date
+from optimizer.parallel import Task, run_tasks
 from optimizer.ulta import inversions
 from outputs import RunReport, write_run_folder
 from outputs.report import AlgorithmResult, InputSummary, PairCorrelation, Winner
@@ -77,10 +78,9 @@ def peak_rss_mb() -> float:
     return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
 
 
-def seed_for(job_seed: int, size: int, algorithm_flag: str) -> tuple[np.random.Generator, tuple[int, int]]:
-    """The generator of one (size, algorithm): spawned from the job seed by a fixed key."""
-    key = (size, ALGORITHM_ORDER.index(algorithm_flag))
-    return np.random.default_rng(np.random.SeedSequence(job_seed, spawn_key=key)), key
+def spawn_key(size: int, algorithm_flag: str) -> tuple[int, int]:
+    """The key that spawns one (size, algorithm)'s generator from the job seed."""
+    return (size, ALGORITHM_ORDER.index(algorithm_flag))
 
 
 def enabled_algorithms(config: Config) -> tuple[list[str], list[str]]:
@@ -125,8 +125,14 @@ def _objective(config: Config) -> Objective:
     )
 
 
+def compute_workers(config: Config) -> int:
+    """Processes for the search: ``COMPUTE.workers``, 0 = one per CPU core."""
+    return config.compute.workers or (os.cpu_count() or 1)
+
+
 def compute_threads(config: Config) -> int:
-    return config.compute.threads or (os.cpu_count() or 1)
+    """Threads inside one batched evaluation: ``COMPUTE.threads``; 0 = the cores left per worker."""
+    return config.compute.threads or max((os.cpu_count() or 1) // compute_workers(config), 1)
 
 
 def portfolio_sizes(config: Config, n_strategies: int) -> range:
@@ -135,23 +141,30 @@ def portfolio_sizes(config: Config, n_strategies: int) -> range:
 
 
 def _search(config: Config, base: Problem, names: tuple[str, ...], steps: _Steps) -> list[AlgorithmResult]:
+    """Every enabled algorithm on every size, on ``COMPUTE.workers`` processes; results in (size, algorithm) order."""
     flags, _ = enabled_algorithms(config)
-    sizes = list(portfolio_sizes(config, len(names)))
-    total = max(len(sizes) * len(flags), 1)
-    timeout = config.optimization.algorithm_timeout_s or None
-    results: list[AlgorithmResult] = []
+    tasks = [
+        Task(
+            size=size,
+            algorithm=config.algorithm(flag),
+            budget=config.optimization.evaluation_budget,
+            job_seed=config.general.seed,
+            spawn_key=spawn_key(size, flag),
+            time_limit_s=config.optimization.algorithm_timeout_s or None,
+        )
+        for size in portfolio_sizes(config, len(names))
+        for flag in flags
+    ]
     done = 0
-    for size in sizes:
-        problem = base.with_size(size)
-        for flag in flags:
-            algorithm = REGISTRY[flag]()
-            rng, key = seed_for(config.general.seed, size, flag)
-            outcome = run_algorithm(algorithm, problem, config.optimization.evaluation_budget, rng, timeout)
-            results.append(_as_result(outcome, key, names))
-            done += 1
-            pct = STEP_START["search"] + (SEARCH_END - STEP_START["search"]) * done / total
-            steps.progress(f"search: size {size}, {algorithm.name}", pct)
-    return results
+
+    def report(task: Task, outcome: object) -> None:
+        nonlocal done
+        done += 1
+        pct = STEP_START["search"] + (SEARCH_END - STEP_START["search"]) * done / max(len(tasks), 1)
+        steps.progress(f"search: size {task.size}, {task.algorithm.name}", pct)
+
+    outcomes = run_tasks(base, tasks, compute_workers(config), report)
+    return [_as_result(outcome, task.spawn_key, names) for task, outcome in zip(tasks, outcomes, strict=True)]
 
 
 def _as_result(outcome: RunResult | FailedRun, key: tuple[int, int], names: tuple[str, ...]) -> AlgorithmResult:
@@ -366,7 +379,7 @@ def _run_stored(
         config=config.to_dict(),
         seed=config.general.seed,
         database=db.url,
-        compute={"array_module": "numpy", "threads": compute_threads(config)},
+        compute={"array_module": "numpy", "workers": compute_workers(config), "threads": compute_threads(config)},
         timings_s=tuple(steps.timings.items()),
         ulta_enabled=config.optimization.apply_ulta_logic,
         inversions=inverted,

@@ -11,10 +11,9 @@ import numpy as np
 import pytest
 
 from algorithms import REGISTRY, FailedRun, RunResult, run_algorithm
-from algorithms.operators import random_swaps
 from algorithms.problem import Evaluator
 from algorithms.random_search import RandomSearch
-from tests.algorithms.planted import planted_problem
+from tests.algorithms.planted import optimality_margin, planted_problem
 
 BUDGET = 3000
 FLAGS = sorted(REGISTRY)
@@ -63,7 +62,7 @@ import json, sys
 import numpy as np
 sys.path.insert(0, {root!r})
 from algorithms import REGISTRY, run_algorithm
-from tests.algorithms.planted import planted_problem
+from tests.algorithms.planted import optimality_margin, planted_problem
 problem, _, _ = planted_problem()
 r = run_algorithm(REGISTRY[{flag!r}](), problem, {budget}, np.random.default_rng(4))
 print(json.dumps({{"portfolio": list(r.portfolio), "fitness": r.fitness.hex()}}))
@@ -80,18 +79,21 @@ def test_same_seed_same_result_in_a_fresh_process(flag: str) -> None:
     assert there == {"portfolio": list(here.portfolio), "fitness": here.fitness.hex()}
 
 
-def test_hill_climbing_finds_the_planted_optimum_and_beats_random_search() -> None:
+def test_the_planted_optimum_is_proven() -> None:
+    _, planted, pnl = planted_problem()
+    assert optimality_margin(pnl, planted) > 0
+
+
+@pytest.mark.parametrize("flag", [f for f in FLAGS if f != "use_random_search"])
+def test_reaches_the_planted_optimum_and_beats_random_search(flag: str) -> None:
     problem, planted, _ = planted_problem()
     optimum = problem.evaluate(planted[None, :])[0]
-    # The planted set is a strict local optimum: every single swap out of it is worse.
-    for out_pos in range(len(planted)):
-        _, incoming = random_swaps(np.random.default_rng(out_pos), planted, 400, 50)
-        assert (problem.evaluate_swaps(planted, np.full(50, out_pos), incoming) < optimum).all()
     for seed in range(3):
-        hc = run("use_hill_climbing", seed, budget=10_000)
-        rs = run("use_random_search", seed, budget=10_000)
-        assert hc.fitness >= 0.95 * optimum
-        assert hc.fitness > rs.fitness
+        found = run(flag, seed, budget=10_000)
+        baseline = run("use_random_search", seed, budget=10_000)
+        assert found.fitness <= optimum
+        assert found.fitness >= 0.95 * optimum, f"seed {seed}: {found.fitness / optimum:.3f} of the optimum"
+        assert found.fitness > baseline.fitness
 
 
 class Exploding:

@@ -1,0 +1,63 @@
+"""Ant colony optimisation (MAX–MIN ant system) with a pheromone per strategy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from algorithms.operators import weighted_subsets
+from algorithms.problem import Evaluator
+
+
+@dataclass(frozen=True)
+class AntColony:
+    """Each ant builds a portfolio by drawing n strategies without replacement with
+    probability ∝ τ_j^α · η_j^β. τ is a pheromone per strategy (a vector, not S×S); η is the
+    strategy's desirability, the rank of its own metric among all strategies (computed once
+    from the strategies themselves, O(S·T), not a portfolio evaluation). After each
+    iteration τ evaporates by ρ, the ``deposit_ants`` best ants of the iteration and the best
+    portfolio so far deposit on their members (rank-weighted), and τ is kept in
+    [``min_pheromone``, 1] so no strategy is ever ruled out (MAX–MIN).
+    """
+
+    ants: int = 50
+    evaporation: float = 0.1
+    alpha: float = 1.0
+    beta: float = 2.0
+    deposit_ants: int = 5
+    min_pheromone: float = 0.01
+    name: ClassVar[str] = "ant_colony"
+    section: ClassVar[str] = "ANT_COLONY"
+    bounds: ClassVar[dict[str, tuple[float, float | None]]] = {
+        "ants": (1, None),
+        "evaporation": (0.0, 1.0),
+        "alpha": (0.0, None),
+        "beta": (0.0, None),
+        "deposit_ants": (1, None),
+        "min_pheromone": (1e-9, 1.0),
+    }
+
+    def search(self, evaluator: Evaluator, rng: np.random.Generator) -> None:
+        problem = evaluator.problem
+        strategies = problem.n_strategies
+        alone = problem.standalone_metric()
+        rank = np.empty(strategies)
+        rank[np.argsort(alone, kind="stable")] = np.arange(1, strategies + 1)
+        desirability = (rank / strategies) ** self.beta
+        pheromone = np.ones(strategies)
+        best, best_fitness = None, -np.inf
+        while (left := evaluator.remaining) > 0:
+            weights = pheromone**self.alpha * desirability
+            tours = weighted_subsets(rng, weights, problem.size, min(self.ants, left))
+            fitness = evaluator.evaluate(tours)
+            order = np.argsort(-fitness, kind="stable")
+            if fitness[order[0]] > best_fitness:
+                best, best_fitness = tours[order[0]], float(fitness[order[0]])
+            pheromone *= 1.0 - self.evaporation
+            for place, ant in enumerate(order[: self.deposit_ants]):
+                pheromone[tours[ant]] += self.evaporation / (place + 1)
+            if best is not None:
+                pheromone[best] += self.evaporation
+            np.clip(pheromone, self.min_pheromone, 1.0, out=pheromone)
