@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from algorithms import REGISTRY, RunResult, run_algorithm
 from algorithms.correlation import average_pairwise, top_pairs, unit_columns
 from algorithms.fitness import Objective, fitness_from_sums
 from algorithms.operators import random_subsets, random_swaps
@@ -24,11 +25,12 @@ from algorithms.problem import Problem
 from algorithms.reference import reference_fitness
 from dal.duckdb_backend import DuckDBBackend
 from optimizer.loader import load_csv
-from optimizer.pipeline import peak_rss_mb
+from optimizer.pipeline import peak_rss_mb, spawn_key
 from optimizer.synthetic import write_csv
 from optimizer.ulta import apply_ulta
 
 BATCH = 10_000
+QUALITY_SIZE = 35
 SIZE = 50
 SWAPS = 100_000
 
@@ -78,7 +80,51 @@ def _duckdb_read_csv(path: Path) -> int:
         con.close()
 
 
-def run_bench(strategies: int, days: int, seed: int, threads: int, work_dir: Path | None = None) -> list[Row]:
+@dataclass(frozen=True)
+class QualityRow:
+    """Best fitness of one algorithm over several seeds, and its mean seconds per run."""
+
+    algorithm: str
+    mean: float
+    std: float
+    minimum: float
+    median: float
+    maximum: float
+    seconds: float
+
+
+def quality(problem: Problem, seeds: int, budget: int) -> list[QualityRow]:
+    """Every registered algorithm on ``problem`` at its default settings, ``seeds`` seeds each,
+    seeded as a job with that seed would be."""
+    out = []
+    for flag, cls in REGISTRY.items():
+        fitness, seconds = [], []
+        for seed in range(seeds):
+            rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=spawn_key(problem.size, flag)))
+            result = run_algorithm(cls(), problem, budget, rng)
+            if not isinstance(result, RunResult):
+                raise RuntimeError(f"bench: {cls.name} failed: {result.error}")
+            fitness.append(result.fitness)
+            seconds.append(result.seconds)
+        values = np.array(fitness)
+        out.append(
+            QualityRow(
+                cls.name,
+                float(values.mean()),
+                float(values.std()),
+                float(values.min()),
+                float(np.median(values)),
+                float(values.max()),
+                float(np.mean(seconds)),
+            )
+        )
+    return out
+
+
+def run_bench(
+    strategies: int, days: int, seed: int, threads: int, work_dir: Path | None = None
+) -> tuple[list[Row], Problem]:
+    """Per-step timings; also returns the size-35 problem on the ULTA-applied data for :func:`quality`."""
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp_name:
         tmp = Path(tmp_name)
@@ -162,4 +208,4 @@ def run_bench(strategies: int, days: int, seed: int, threads: int, work_dir: Pat
         Row(f"swap moves n={SIZE}, 1 thread", seconds, SWAPS / seconds, "moves/s", "full recomputation", full_s)
     )
     rows.append(Row("peak memory", 0.0, peak_rss_mb(), "MB RSS"))
-    return rows
+    return rows, single.with_size(QUALITY_SIZE)

@@ -15,7 +15,7 @@ from rich.table import Table
 
 from optimizer import __version__
 from optimizer.config import Config, load_config
-from optimizer.errors import HeavyOptError
+from optimizer.errors import ConfigError, HeavyOptError
 
 app = typer.Typer(
     name="heavyopt",
@@ -140,15 +140,23 @@ def bench(
     days: Annotated[int, typer.Option(min=10)] = 82,
     seed: Annotated[int, typer.Option(min=0)] = 1,
     threads: Annotated[int, typer.Option(min=1, help="Threads for the multi-threaded batch figure.")] = 2,
+    seeds: Annotated[int, typer.Option(min=0, help="Seeds per algorithm in the quality table (0 = skip it).")] = 5,
+    budget: Annotated[int, typer.Option(min=1, help="Evaluations per algorithm in the quality table.")] = 10_000,
+    metric: Annotated[str, typer.Option(help="Metric for the quality table.")] = "ratio",
     json_file: Annotated[Path | None, typer.Option("--json", help="Also write the figures as JSON.")] = None,
 ) -> None:
-    """Time every step on a generated file, each beside a baseline measured in the same run."""
+    """Time every step on a generated file beside same-run baselines; then compare the algorithms."""
+    import dataclasses
     import os
     import platform
 
-    from optimizer.bench import run_bench
+    from algorithms.fitness import METRICS
+    from optimizer.bench import quality, run_bench
 
-    rows = run_bench(strategies, days, seed, threads, Path(tempfile.gettempdir()))
+    if metric not in METRICS:
+        raise _fail(ConfigError(f"bench: --metric {metric!r}: must be one of {', '.join(METRICS)}"))
+    rows, problem = run_bench(strategies, days, seed, threads, Path(tempfile.gettempdir()))
+    wide = Console(width=max(out.width, 132))
     table = Table(title=f"heavyopt bench: {strategies} × {days}, {os.cpu_count()} CPUs, {platform.processor() or ''}")
     for col in ("step", "seconds", "rate", "baseline", "speed-up"):
         table.add_column(col, justify="left" if col in ("step", "baseline") else "right")
@@ -157,7 +165,22 @@ def bench(
         base = f"{r.baseline} {r.baseline_seconds:.3f}s" if r.baseline_seconds is not None else ""
         speed = f"{r.speedup:.1f}×" if r.speedup is not None else ""
         table.add_row(r.step, f"{r.seconds:.3f}", rate, base, speed)
-    Console(width=max(out.width, 132)).print(table)
+    wide.print(table)
+    scores = []
+    if seeds:
+        objective = dataclasses.replace(problem.objective, metric=metric)
+        scores = quality(dataclasses.replace(problem, objective=objective), seeds, budget)
+        table = Table(
+            title=f"quality: best fitness ({metric} − 10·avgcorr), n = {problem.size}, "
+            f"{budget:,} evaluations, {seeds} seeds, ULTA on"
+        )
+        for col in ("algorithm", "mean", "std", "min", "median", "max", "seconds/run"):
+            table.add_column(col, justify="left" if col == "algorithm" else "right")
+        for q in scores:
+            table.add_row(
+                q.algorithm, *(f"{v:,.4g}" for v in (q.mean, q.std, q.minimum, q.median, q.maximum)), f"{q.seconds:.3f}"
+            )
+        wide.print(table)
     if json_file:
         payload = {
             "strategies": strategies,
@@ -167,6 +190,13 @@ def bench(
             "cpus": os.cpu_count(),
             "machine": platform.platform(),
             "rows": [{**r.__dict__, "speedup": r.speedup} for r in rows],
+            "quality": {
+                "metric": metric,
+                "size": problem.size,
+                "budget": budget,
+                "seeds": seeds,
+                "algorithms": [dataclasses.asdict(q) for q in scores],
+            },
         }
         json_file.write_text(json.dumps(payload, indent=2) + "\n")
 

@@ -96,9 +96,23 @@ def test_generate_is_seeded(tmp_path: Path) -> None:
 
 
 def test_bench_reports_every_step(tmp_path: Path) -> None:
-    done = heavyopt("bench", "--strategies", "600", "--days", "20", "--json", "b.json", cwd=tmp_path)
+    done = heavyopt(
+        "bench",
+        "--strategies",
+        "600",
+        "--days",
+        "20",
+        "--seeds",
+        "2",
+        "--budget",
+        "300",
+        "--json",
+        "b.json",
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr
-    rows = {r["step"]: r for r in json.loads((tmp_path / "b.json").read_text())["rows"]}
+    payload = json.loads((tmp_path / "b.json").read_text())
+    rows = {r["step"]: r for r in payload["rows"]}
     for step in (
         "parse CSV (row-oriented)",
         "ULTA in SQL",
@@ -109,6 +123,9 @@ def test_bench_reports_every_step(tmp_path: Path) -> None:
     ):
         assert rows[step]["seconds"] > 0
     assert rows["batch fitness n=50, 1 thread"]["baseline_seconds"] > 0
+    quality = {q["algorithm"]: q for q in payload["quality"]["algorithms"]}
+    assert len(quality) == 8 and all(q["minimum"] <= q["median"] <= q["maximum"] for q in quality.values())
+    assert "quality: best fitness" in done.stdout
 
 
 @pytest.mark.slow

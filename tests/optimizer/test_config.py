@@ -336,3 +336,43 @@ def test_database_url_under_configured_data_dir(tmp_path: Path) -> None:
 def test_strat_limit_below_min_size_is_refused_up_front() -> None:
     with pytest.raises(ConfigError, match=r"GENERAL\.strat_limit = 10 .* PORTFOLIO\.min_size = 35"):
         load_config(environ={}, overrides=["GENERAL.strat_limit=10"])
+
+
+# --- one section per algorithm ------------------------------------------------------------------
+
+
+def test_every_algorithm_has_a_section_with_its_defaults() -> None:
+    from algorithms import REGISTRY
+
+    config = load_config(environ={})
+    for flag, cls in REGISTRY.items():
+        assert config.algorithm(flag) == cls()
+        assert cls.section in config.to_dict()
+
+
+def test_algorithm_keys_are_parsed_and_checked(tmp_path: Path) -> None:
+    text = "[HILL_CLIMBING]\nneighbourhood = 250\n[particle_swarm]\ninertia = 0.5\n"
+    config = load_config([_ini(tmp_path / "a.ini", text)], environ={"HEAVYOPT_ANT_COLONY_ANTS": "12"})
+    assert config.algorithm("use_hill_climbing").neighbourhood == 250
+    assert config.algorithm("use_particle_swarm").inertia == 0.5
+    assert config.algorithm("use_ant_colony").ants == 12
+    with pytest.raises(ConfigError, match=r"PARTICLE_SWARM\.inertia = '1\.5' .*between 0\.0 and 1\.0"):
+        load_config(environ={}, overrides=["PARTICLE_SWARM.inertia=1.5"])
+    with pytest.raises(ConfigError, match=r"ANT_COLONY\.antz .*did you mean ANT_COLONY\.ants"):
+        load_config(environ={}, overrides=["ANT_COLONY.antz=3"])
+
+
+def test_legacy_ga_keys_feed_the_genetic_algorithm_with_precedence(tmp_path: Path) -> None:
+    legacy = _ini(
+        tmp_path / "legacy.ini",
+        "[PORTFOLIO]\npopulation_size = 60\nmutation_rate = 0.2\n[GENERAL]\nga_generations = 7\n",
+    )
+    ga = load_config([legacy], environ={}).algorithm("use_genetic_algorithm")
+    assert (ga.population_size, ga.mutation_rate, ga.generations) == (60, 0.2, 7)
+    # The same layer's own GA key wins over the legacy key ...
+    both = _ini(tmp_path / "both.ini", "[PORTFOLIO]\nmutation_rate = 0.2\n[GENETIC_ALGORITHM]\nmutation_rate = 0.4\n")
+    assert load_config([both], environ={}).algorithm("use_genetic_algorithm").mutation_rate == 0.4
+    # ... and a higher layer wins whichever name it uses.
+    top = load_config([both], environ={}, overrides=["PORTFOLIO.mutation_rate=0.3"])
+    assert top.algorithm("use_genetic_algorithm").mutation_rate == 0.3
+    assert load_config(environ={}).algorithm("use_genetic_algorithm").mutation_rate == 0.6  # unset: the GA's own
