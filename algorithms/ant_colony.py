@@ -32,9 +32,9 @@ class AntColony:
     section: ClassVar[str] = "ANT_COLONY"
     bounds: ClassVar[dict[str, tuple[float, float | None]]] = {
         "ants": (1, None),
-        "evaporation": (0.0, 1.0),
-        "alpha": (0.0, None),
-        "beta": (0.0, None),
+        "evaporation": (1e-6, 1.0),
+        "alpha": (0.0, 10.0),
+        "beta": (0.0, 10.0),
         "deposit_ants": (1, None),
         "min_pheromone": (1e-9, 1.0),
     }

@@ -13,14 +13,16 @@ from scipy.special import ndtri
 from algorithms.operators import first_occurrences, random_subsets, top_k_by_key
 from algorithms.problem import Evaluator
 
+REPLACEMENT_TRIES = 20  # random draws per duplicate proposal before giving up on finding an unseen one
+
 
 @dataclass(frozen=True)
 class BayesianOptimization:
     """Model-based search (BOCS-style, with a first-order model).
 
-    Surrogate: ``z(P) = μ + Σ_{j∈P} w_j + ε`` over the membership of evaluated portfolios,
-    with a Gaussian prior ``w_j ~ N(0, 1/λ)`` and ``z`` the normal scores of the fitness ranks
-    (so a few extreme ``ratio`` values cannot dominate). The posterior mean is the ridge
+    Surrogate: ``z(P) = Σ_{j∈P} w_j + ε``, ε ~ N(0, σ²), over the membership of evaluated
+    portfolios, ``z`` the normal scores of the fitness ranks (centred, and a few extreme
+    ``ratio`` values cannot dominate), with the ridge prior ``w_j ~ N(0, σ²/λ)``. The posterior mean is the ridge
     solution, by conjugate gradients warm-started from the last round; the posterior
     variance is taken diagonal, ``σ²/(count_j + λ)``.
 
@@ -28,8 +30,9 @@ class BayesianOptimization:
     maximises ``Σ_{j∈P} w̃_j`` exactly — the top n of ``w̃`` — either over a global pool
     (the strategies with the best posterior means plus as many random ones, whose draws come
     from the prior: exploration) or inside a trust region around the incumbent (swap out its
-    1…``max_swaps`` members with the lowest draws for the pool's best). Each batch is
-    evaluated at once and the model refitted.
+    1…``max_swaps`` members with the lowest draws for the pool's best). Proposals already
+    evaluated are replaced by random portfolios, so no evaluation is spent twice. Each batch
+    is evaluated at once and the model refitted.
     """
 
     initial_fraction: float = 0.1
@@ -57,6 +60,7 @@ class BayesianOptimization:
         initial = min(max(self.batch_size, int(self.initial_fraction * evaluator.budget)), evaluator.remaining)
         seen = [random_subsets(rng, strategies, size, initial)]
         scores = [evaluator.evaluate(seen[0])]
+        known = {row.tobytes() for row in seen[0]}
         weights = np.zeros(strategies)
         while (left := evaluator.remaining) > 0:
             portfolios, fitness = np.concatenate(seen), np.concatenate(scores)
@@ -68,9 +72,32 @@ class BayesianOptimization:
             proposals = [self._global(rng, weights, spread, pool, size, batch - local)]
             if local:
                 proposals.append(self._local(rng, weights, spread, pool, incumbent, local, strategies))
-            batch_portfolios = np.concatenate(proposals)
+            batch_portfolios = self._unseen(rng, np.concatenate(proposals), known, strategies)
+            if len(batch_portfolios) == 0:
+                return  # every portfolio within reach has been evaluated
             seen.append(batch_portfolios)
             scores.append(evaluator.evaluate(batch_portfolios))
+
+    def _unseen(
+        self, rng: np.random.Generator, proposals: np.ndarray, known: set[bytes], strategies: int
+    ) -> np.ndarray:
+        """Drop proposals already evaluated (or repeated in the batch); random portfolios take their place."""
+        rows = []
+        for row in proposals:
+            key = row.tobytes()
+            if key not in known:
+                known.add(key)
+                rows.append(row)
+        # Random replacements, with a bounded number of tries: a small universe can run out of
+        # portfolios not yet seen, and then the batch is simply shorter (or empty: search over).
+        tries = REPLACEMENT_TRIES * len(proposals)
+        while len(rows) < len(proposals) and tries > 0:
+            tries -= 1
+            row = random_subsets(rng, strategies, proposals.shape[1], 1)[0]
+            if row.tobytes() not in known:
+                known.add(row.tobytes())
+                rows.append(row)
+        return np.array(rows, dtype=np.int64).reshape(len(rows), proposals.shape[1])
 
     def _fit(
         self, portfolios: np.ndarray, fitness: np.ndarray, strategies: int, start: np.ndarray

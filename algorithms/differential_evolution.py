@@ -7,7 +7,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from algorithms.operators import first_occurrences, member_mask, random_subsets, top_k_by_key
+from algorithms.operators import member_mask, random_subsets, top_k_by_key
 from algorithms.problem import Evaluator
 
 
@@ -29,7 +29,7 @@ class DifferentialEvolution:
     section: ClassVar[str] = "DIFFERENTIAL_EVOLUTION"
     bounds: ClassVar[dict[str, tuple[float, float | None]]] = {
         "population_size": (4, None),
-        "differential_weight": (0.0, 2.0),
+        "differential_weight": (0.0, 1.0),
         "crossover_rate": (0.0, 1.0),
     }
 
@@ -69,12 +69,17 @@ class DifferentialEvolution:
         count, size = mutant.shape
         from_mutant = rng.random(mutant.shape) < self.crossover_rate
         from_mutant[np.arange(count), rng.integers(0, size, count)] = True
-        pool = np.concatenate([mutant, target], axis=1)
-        # Chosen mutant members first, then the target's, then unchosen mutant members if still short.
+        strategies = int(max(mutant.max(), target.max())) + 1
+        # Chosen mutant members first, then the target's, then unchosen mutant members if still short;
+        # a strategy in both keeps one copy, at the higher of its two priorities.
+        chosen = np.where(from_mutant, mutant, strategies)  # `strategies` marks "not chosen"
+        target_copy = member_mask(chosen, target, strategies + 1)
+        mutant_copy = member_mask(target, mutant, strategies + 1) & ~from_mutant
         mutant_keys = np.where(from_mutant, 2.0, -2.0) + rng.random(mutant.shape)
-        keys = np.concatenate([mutant_keys, rng.random(target.shape)], axis=1)
-        keys[~first_occurrences(pool)] = -np.inf
-        return top_k_by_key(pool, keys, size)
+        mutant_keys[mutant_copy] = -np.inf
+        target_keys = np.where(target_copy, -np.inf, rng.random(target.shape))
+        pool = np.concatenate([mutant, target], axis=1)
+        return top_k_by_key(pool, np.concatenate([mutant_keys, target_keys], axis=1), size)
 
 
 def _three_others(rng: np.random.Generator, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

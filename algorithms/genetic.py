@@ -40,7 +40,7 @@ class GeneticAlgorithm:
     """
 
     population_size: int = 100
-    generations: int = 100
+    generations: int = 0  # 0 = until the budget is spent; a cap below it leaves evaluations unused
     mutation_rate: float = 0.6  # probability that a child gets a swap mutation
     crossover_rate: float = 0.9
     tournament_size: int = 3
@@ -49,7 +49,7 @@ class GeneticAlgorithm:
     section: ClassVar[str] = "GENETIC_ALGORITHM"
     bounds: ClassVar[dict[str, tuple[float, float | None]]] = {
         "population_size": (4, None),
-        "generations": (1, None),
+        "generations": (0, None),
         "mutation_rate": (0.0, 1.0),
         "crossover_rate": (0.0, 1.0),
         "tournament_size": (2, None),
@@ -62,8 +62,10 @@ class GeneticAlgorithm:
             rng, problem.n_strategies, problem.size, min(self.population_size, evaluator.remaining)
         )
         fitness = evaluator.evaluate(population)
+        generation = 0
         with seeded_python_random(rng):
-            for _ in range(self.generations):
+            while not self.generations or generation < self.generations:
+                generation += 1
                 children_wanted = min(len(population) - min(self.elite, len(population) - 1), evaluator.remaining)
                 if children_wanted <= 0:
                     return

@@ -137,6 +137,8 @@ def weighted_subsets(rng: np.random.Generator, weights: np.ndarray, size: int, c
     -------
     int64, shape (count, size), each row sorted.
     """
+    if np.count_nonzero(weights > 0) < size:
+        raise ValueError(f"fewer than {size} strategies have a positive weight; cannot draw {size} distinct")
     cdf = np.cumsum(weights, dtype=np.float64)
     total = cdf[-1]
     out = np.empty((count, size), dtype=np.int64)

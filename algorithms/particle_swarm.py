@@ -17,7 +17,9 @@ class ParticleSwarm:
 
     Each particle has a velocity per strategy; ``v ← w·v + c1·r1·(pbest − x) + c2·r2·(gbest − x)``
     (indicator vectors), clipped to ±``max_velocity``; the next position is n strategies drawn
-    without replacement with probability ∝ sigmoid(v). Only strategies in the particle's
+    without replacement with probability ∝ sigmoid(v)^κ (κ = ``selectivity``; classic binary
+    PSO has κ = 1, where a strategy at full speed is only 1.9× as likely as an untouched one,
+    and the velocity hardly steers the swarm). Only strategies in the particle's
     position, its personal best, the global best, or ``explore`` fresh random ones can change
     or be drawn in an iteration; every other velocity only decays, so it is applied lazily
     (``w`` raised to the iterations since its last update) and an untouched strategy stays at
@@ -30,6 +32,7 @@ class ParticleSwarm:
     social: float = 1.5
     max_velocity: float = 3.0
     explore: float = 0.5  # fresh random candidates per particle, as a multiple of n
+    selectivity: float = 16.0  # κ: draw ∝ sigmoid(v)^κ; 1 is classic BPSO, larger trusts the velocity more
     name: ClassVar[str] = "particle_swarm"
     section: ClassVar[str] = "PARTICLE_SWARM"
     bounds: ClassVar[dict[str, tuple[float, float | None]]] = {
@@ -39,6 +42,7 @@ class ParticleSwarm:
         "social": (0.0, None),
         "max_velocity": (0.1, None),
         "explore": (0.0, None),
+        "selectivity": (0.1, 50.0),
     }
 
     def search(self, evaluator: Evaluator, rng: np.random.Generator) -> None:
@@ -85,7 +89,7 @@ class ParticleSwarm:
             velocity[r, candidates[r, c]] = v[r, c]
             updated[r, candidates[r, c]] = step
             # n draws without replacement ∝ sigmoid(v): Gumbel-top-k on log-probabilities.
-            keys = -np.logaddexp(0.0, -v) + rng.gumbel(size=v.shape)
+            keys = -self.selectivity * np.logaddexp(0.0, -v) + rng.gumbel(size=v.shape)
             keys[~unique] = -np.inf
             count = min(swarm, left)
             position = top_k_by_key(candidates, keys, size)

@@ -12,9 +12,9 @@ from __future__ import annotations
 import multiprocessing
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass
-from multiprocessing import resource_tracker
 from multiprocessing.shared_memory import SharedMemory
 from typing import Any
 
@@ -47,17 +47,18 @@ _worker_problem: Problem | None = None
 _worker_memory: list[SharedMemory] = []
 
 
-def _attach(names: tuple[str, str], rows_shape: tuple[int, int], objective: Objective, size: int) -> None:
-    """Worker initialiser: map the shared arrays and build the worker's problem."""
+def _attach(names: tuple[str, str], rows_shape: tuple[int, int], objective: Objective, size: int, threads: int) -> None:
+    """Worker initialiser: map the shared arrays and build the worker's problem.
+
+    Spawned workers share the parent's resource tracker, so the parent's registration
+    stands: the blocks are unlinked by the parent, or by the tracker if the parent dies.
+    """
     global _worker_problem
     rows_memory, flags_memory = SharedMemory(name=names[0]), SharedMemory(name=names[1])
-    for memory in (rows_memory, flags_memory):
-        # The parent owns and unlinks the blocks; without this the tracker unlinks them when a worker exits.
-        resource_tracker.unregister(memory._name, "shared_memory")  # type: ignore[attr-defined]
     _worker_memory.extend([rows_memory, flags_memory])
     rows = np.ndarray(rows_shape, dtype=np.float64, buffer=rows_memory.buf)
     flags = np.ndarray((rows_shape[0],), dtype=np.float64, buffer=flags_memory.buf)
-    _worker_problem = Problem(rows, flags, size, objective, np, threads=1)
+    _worker_problem = Problem(rows, flags, size, objective, np, threads=threads)
 
 
 def _run_in_worker(task: Task) -> Outcome:
@@ -83,7 +84,10 @@ def run_tasks(
     """Outcomes of ``tasks``, in task order.
 
     ``workers`` ≤ 1 runs them here, one after another; more runs them on that many processes.
-    ``on_done`` is called as each finishes (in completion order).
+    ``on_done`` is called as each finishes (in completion order). A worker process that dies
+    (killed, out of memory) breaks its pool: finished results are kept and the unfinished
+    tasks go to a fresh pool; after ``ISOLATE_AFTER_BREAKS`` broken pools the rest run one per
+    pool, so the task that kills its worker is found and recorded as a :class:`FailedRun`.
     """
     notify = on_done or (lambda task, outcome: None)
     if workers <= 1 or len(tasks) <= 1:
@@ -94,14 +98,52 @@ def run_tasks(
         return outcomes
     rows = np.ascontiguousarray(problem.rows, dtype=np.float64)
     flags = np.ascontiguousarray(problem.nonconstant, dtype=np.float64)
+    results: dict[int, Outcome] = {}
     with _shared(rows) as rows_memory, _shared(flags) as flags_memory:
-        context = multiprocessing.get_context("spawn")
-        initargs = ((rows_memory.name, flags_memory.name), rows.shape, problem.objective, problem.size)
-        with ProcessPoolExecutor(min(workers, len(tasks)), context, initializer=_attach, initargs=initargs) as pool:
-            futures: dict[Future[Outcome], int] = {pool.submit(_run_in_worker, t): i for i, t in enumerate(tasks)}
-            results: dict[int, Outcome] = {}
-            for future in as_completed(futures):
-                index = futures[future]
-                results[index] = future.result()
-                notify(tasks[index], results[index])
+        initargs = ((rows_memory.name, flags_memory.name), rows.shape, problem.objective, problem.size, problem.threads)
+        breaks = 0
+        while len(results) < len(tasks):
+            pending = [i for i in range(len(tasks)) if i not in results]
+            groups = [[i] for i in pending] if breaks >= ISOLATE_AFTER_BREAKS else [pending]
+            for group in groups:
+                finished = _run_pool(tasks, group, min(workers, len(group)), initargs, results, notify)
+                if not finished and len(group) == 1:  # alone in its pool and it still broke it
+                    task = tasks[group[0]]
+                    results[group[0]] = FailedRun(
+                        task.algorithm.name, task.size, "worker process died (killed or out of memory)", 0.0
+                    )
+                    notify(task, results[group[0]])
+                breaks += not finished
     return [results[i] for i in range(len(tasks))]
+
+
+ISOLATE_AFTER_BREAKS = 2
+
+
+def _run_pool(
+    tasks: list[Task],
+    indices: list[int],
+    workers: int,
+    initargs: tuple[Any, ...],
+    results: dict[int, Outcome],
+    notify: Callable[[Task, Outcome], None],
+) -> bool:
+    """Run ``tasks[indices]`` on a fresh pool, filling ``results``; False if the pool broke."""
+    context = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(workers, context, initializer=_attach, initargs=initargs)
+    try:
+        futures: dict[Future[Outcome], int] = {pool.submit(_run_in_worker, tasks[i]): i for i in indices}
+        for future in as_completed(futures):
+            index = futures[future]
+            try:
+                results[index] = future.result()
+            except BrokenProcessPool:
+                return False
+            except Exception as exc:  # noqa: BLE001 - e.g. a result that cannot be pickled: that task fails
+                results[index] = FailedRun(
+                    tasks[index].algorithm.name, tasks[index].size, f"{type(exc).__name__}: {exc}", 0.0
+                )
+            notify(tasks[index], results[index])
+        return True
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)

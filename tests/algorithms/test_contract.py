@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 
 from algorithms import REGISTRY, FailedRun, RunResult, run_algorithm
-from algorithms.problem import Evaluator
+from algorithms.correlation import unit_columns
+from algorithms.fitness import Objective
+from algorithms.problem import Evaluator, Problem
 from algorithms.random_search import RandomSearch
 from tests.algorithms.planted import optimality_margin, planted_problem
 
@@ -132,3 +134,16 @@ def test_time_limit_stops_a_search_after_its_first_batch() -> None:
     assert isinstance(result, RunResult)
     assert result.timed_out
     assert result.evaluations == 10
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("flag", FLAGS)
+@pytest.mark.parametrize("size", [5, 6])
+def test_terminates_when_the_universe_has_few_portfolios(flag: str, size: int) -> None:
+    """6 strategies: 6 portfolios of 5, one of 6. Nothing may loop looking for new ones."""
+    pnl = np.random.default_rng(0).normal(0, 100, (20, 6))
+    units, nonconstant = unit_columns(np, pnl)
+    problem = Problem.from_pnl(pnl, units, nonconstant, size, Objective())
+    result = run_algorithm(REGISTRY[flag](), problem, 1_000, np.random.default_rng(1))
+    assert isinstance(result, RunResult), result
+    assert len(set(result.portfolio)) == size and result.evaluations <= 1_000

@@ -1,0 +1,42 @@
+"""The process pool: same results as one process, and a dying worker costs only its own task."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from algorithms import FailedRun, RunResult
+from algorithms.hill_climbing import HillClimbing
+from algorithms.random_search import RandomSearch
+from optimizer.parallel import Task, run_tasks
+from tests.algorithms.planted import planted_problem
+from tests.optimizer.crashing import KillsItsWorker
+
+
+def task(algorithm: object, key: int) -> Task:
+    return Task(size=8, algorithm=algorithm, budget=300, job_seed=5, spawn_key=(8, key), time_limit_s=None)
+
+
+def test_a_worker_that_dies_fails_only_its_task(tmp_path: Path) -> None:
+    problem, _, _ = planted_problem()
+    tasks = [task(RandomSearch(), 0), task(KillsItsWorker(), 1), task(HillClimbing(), 2), task(RandomSearch(), 3)]
+    pooled = run_tasks(problem, tasks, workers=2)
+    assert isinstance(pooled[1], FailedRun) and "worker process died" in pooled[1].error
+    here = run_tasks(problem, [tasks[0], tasks[2], tasks[3]], workers=1)
+    for got, expected in zip([pooled[0], pooled[2], pooled[3]], here, strict=True):
+        assert isinstance(got, RunResult) and isinstance(expected, RunResult)
+        assert (got.portfolio, got.fitness, got.evaluations) == (
+            expected.portfolio,
+            expected.fitness,
+            expected.evaluations,
+        )
+
+
+def test_shared_memory_is_released() -> None:
+    before = set(Path("/dev/shm").glob("psm_*")) if Path("/dev/shm").exists() else set()
+    problem, _, _ = planted_problem()
+    run_tasks(problem, [task(RandomSearch(), 0), task(HillClimbing(), 1)], workers=2)
+    after = set(Path("/dev/shm").glob("psm_*")) if Path("/dev/shm").exists() else set()
+    assert after <= before
+    assert np.isfinite(problem.rows).all()
