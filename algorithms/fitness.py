@@ -177,6 +177,29 @@ def fitness_from_sums(xp: Any, sums: Any, nonconstant: Any, n: int, objective: O
     return value - weight * corr
 
 
+def strategy_metrics(pnl: np.ndarray, periods_per_year: int = 252) -> dict[str, np.ndarray]:
+    """Each strategy's own metrics, as a one-member portfolio.
+
+    Parameters
+    ----------
+    pnl : float64, shape (T, S).
+
+    Returns
+    -------
+    name -> float64 array of shape (S,): roi, max_drawdown, win_percentage (percent),
+    profit_factor, expectancy, sharpe.
+    """
+    s = np.ascontiguousarray(pnl.T)
+    return {
+        "roi": s.sum(axis=1),
+        "max_drawdown": max_drawdown(np, s),
+        "win_percentage": 100.0 * (s > 0).mean(axis=1),
+        "profit_factor": metric_values(np, s, "profit factor"),
+        "expectancy": metric_values(np, s, "expectancy"),
+        "sharpe": metric_values(np, s, "sharpe", periods_per_year),
+    }
+
+
 def portfolio_report(s: np.ndarray, periods_per_year: int = 252) -> dict[str, float]:
     """Reported metrics of one portfolio's daily series ``s`` (shape (T,), NumPy), brief §3.3.
 

@@ -32,6 +32,7 @@ from optimizer.config import Config, database_url
 from optimizer.errors import BackendUnavailable, HeavyOptError, InputError, JobFailed
 from optimizer.loader import Dataset, load_csv, sum_by_date
 from optimizer.parallel import Task, run_tasks
+from optimizer.reporting import best_lines, strategy_table, zone_breakdown
 from optimizer.ulta import inversions
 from outputs import RunReport, write_run_folder
 from outputs.report import AlgorithmResult, InputSummary, PairCorrelation, Winner
@@ -206,7 +207,7 @@ def _winner(
     members = np.array(best.members)
     metrics = portfolio_report(pnl[:, members].mean(axis=1), config.optimization.periods_per_year)
     metrics["avg_correlation"] = average_pairwise(units, members)
-    return Winner(best.size, best.algorithm, float(best.fitness or 0.0), best.strategies, metrics)
+    return Winner(best.size, best.algorithm, float(best.fitness or 0.0), best.strategies, metrics, best.members)
 
 
 def run_job(
@@ -360,6 +361,8 @@ def _run_stored(
         )
         results = _search(config, base, names, steps)
         winner = _winner(results, pnl, units, names, config)
+    members = np.array(winner.members)
+    ppy = config.optimization.periods_per_year
     return RunReport(
         job_id=job_id,
         created_at=created_at,
@@ -389,4 +392,9 @@ def _run_stored(
         skipped_algorithms=tuple(skipped),
         winner=winner,
         peak_rss_mb=peak_rss_mb(),
+        dates=tuple(str(d) for d in dates),
+        strategy_metrics=strategy_table(pnl, names, stored.inverted[keep], ppy),
+        winner_daily=tuple(pnl[:, members].mean(axis=1).tolist()),
+        algorithm_best=best_lines(results, pnl),
+        zone_breakdown=zone_breakdown(stored.pnl[:, keep], stored.dates, stored.zones, members, ppy),
     )

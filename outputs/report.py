@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class InputSummary:
@@ -63,6 +65,48 @@ class Winner:
     fitness: float
     strategies: tuple[str, ...]
     metrics: dict[str, float]
+    members: tuple[int, ...] = ()  # indices into the searched strategies, same order as ``strategies``
+
+
+@dataclass(frozen=True, eq=False)
+class StrategyMetrics:
+    """Every searched strategy's own metrics (after ULTA); arrays of shape (S,).
+
+    ``win_percentage`` is in percent.
+    """
+
+    names: tuple[str, ...]
+    inverted: np.ndarray
+    roi: np.ndarray
+    max_drawdown: np.ndarray
+    win_percentage: np.ndarray
+    profit_factor: np.ndarray
+    expectancy: np.ndarray
+    sharpe: np.ndarray
+
+    COLUMNS = ("roi", "max_drawdown", "win_percentage", "profit_factor", "expectancy", "sharpe")
+
+    def row(self, j: int) -> dict[str, float]:
+        return {c: float(getattr(self, c)[j]) for c in self.COLUMNS}
+
+
+@dataclass(frozen=True)
+class SeriesLine:
+    """A portfolio's daily P&L (one value per trading day), for charts."""
+
+    label: str
+    size: int
+    fitness: float
+    daily: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class ZoneResult:
+    """How a portfolio did on one zone's rows."""
+
+    zone: str
+    days: int
+    metrics: dict[str, float]
 
 
 @dataclass(frozen=True)
@@ -84,6 +128,15 @@ class RunReport:
     skipped_algorithms: tuple[str, ...]
     winner: Winner
     peak_rss_mb: float
+    dates: tuple[str, ...] = ()
+    strategy_metrics: StrategyMetrics | None = None
+    winner_daily: tuple[float, ...] = ()
+    algorithm_best: tuple[SeriesLine, ...] = ()
+    zone_breakdown: tuple[ZoneResult, ...] | None = None
+
+    @property
+    def metric(self) -> str:
+        return str(self.config["GENERAL"]["metric"])
 
     def best_by_size(self) -> dict[int, AlgorithmResult]:
         """Highest-fitness successful result of each size (first in result order on ties)."""

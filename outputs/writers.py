@@ -4,26 +4,38 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from outputs import charts, tables, text
 from outputs.report import RunReport
 
 SCHEMA_VERSION = 1
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``."""
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write to; renamed over ``path`` once the block succeeds."""
     tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", encoding="utf-8", newline="\n") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        yield tmp
+        with tmp.open("rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_atomic(path: Path, content: str) -> None:
+    """Write ``content`` (UTF-8, ``\\n`` line ends) to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(content, encoding="utf-8", newline="\n")
 
 
 def execution_summary(report: RunReport) -> dict[str, Any]:
@@ -40,11 +52,7 @@ def execution_summary(report: RunReport) -> dict[str, Any]:
         "compute": report.compute,
         "timings_s": dict(report.timings_s),
         "peak_rss_mb": report.peak_rss_mb,
-        "ulta": {
-            "enabled": report.ulta_enabled,
-            "inverted": len(report.inversions),
-            "strategies": [asdict(i) for i in report.inversions],
-        },
+        "ulta": {"enabled": report.ulta_enabled, "inverted": len(report.inversions)},
         "correlation": {
             "universe_average": report.universe_average_correlation,
             "top_pairs": [asdict(p) for p in report.top_pairs],
@@ -66,55 +74,94 @@ def execution_summary(report: RunReport) -> dict[str, Any]:
             }
             for r in report.results
         ],
-        "winner": asdict(report.winner),
+        "winner": {k: v for k, v in asdict(report.winner).items() if k != "members"},
     }
 
 
+def _text_writer(name: str, render: Callable[[RunReport], str]) -> Callable[[RunReport, Path], None]:
+    def write(report: RunReport, folder: Path) -> None:
+        write_atomic(folder / name, render(report))
+
+    return write
+
+
+def _file_writer(name: str, draw: Callable[[RunReport, Path], None]) -> Callable[[RunReport, Path], None]:
+    def write(report: RunReport, folder: Path) -> None:
+        with atomic_path(folder / name) as tmp:
+            draw(report, tmp)
+
+    return write
+
+
 def write_execution_summary(report: RunReport, folder: Path) -> None:
-    text = json.dumps(execution_summary(report), indent=2, ensure_ascii=False, allow_nan=False)
-    write_atomic(folder / "execution_summary.json", text + "\n")
+    content = json.dumps(execution_summary(report), indent=2, ensure_ascii=False, allow_nan=False)
+    write_atomic(folder / "execution_summary.json", content + "\n")
 
 
 def write_best_portfolios(report: RunReport, folder: Path) -> None:
-    """``best_portfolio_size<n>.txt`` per size, as the predecessor wrote them."""
-    metric = report.config["GENERAL"]["metric"]
+    """``best_portfolio_size<n>.txt`` per size."""
     for size, best in sorted(report.best_by_size().items()):
-        lines = [
-            f"Best portfolio of size {size}",
-            f"Job: {report.job_id}",
-            f"Algorithm: {best.algorithm}",
-            f"Fitness: {best.fitness:.6f} ({metric} − λ·average correlation)",
-            f"Evaluations: {best.evaluations}",
-            "",
-            "Strategies:",
-            *(f"{rank:4d}. {name}" for rank, name in enumerate(best.strategies, start=1)),
-        ]
-        write_atomic(folder / f"best_portfolio_size{size}.txt", "\n".join(lines) + "\n")
+        write_atomic(folder / f"best_portfolio_size{size}.txt", text.best_portfolio(report, best))
 
 
+# The eight files of brief §5, then the predecessor's. error_log.txt is written last by write_run_folder.
 WRITERS: dict[str, Callable[[RunReport, Path], None]] = {
+    "ulta_inversion_report.md": _text_writer("ulta_inversion_report.md", text.ulta_inversion_report),
+    "zone_analysis_report.md": _text_writer("zone_analysis_report.md", text.zone_analysis_report),
+    "performance_report.txt": _text_writer("performance_report.txt", text.performance_report),
+    "portfolio_composition.csv": _text_writer("portfolio_composition.csv", tables.portfolio_composition),
+    "optimization_summary.xlsx": _file_writer("optimization_summary.xlsx", tables.optimization_workbook),
     "execution_summary.json": write_execution_summary,
+    "equity_curves.png": _file_writer("equity_curves.png", charts.equity_curves),
+    "algorithm_comparison.png": _file_writer("algorithm_comparison.png", charts.algorithm_comparison),
     "best_portfolio_size<n>.txt": write_best_portfolios,
+    "strategy_metrics.csv": _text_writer("strategy_metrics.csv", tables.strategy_metrics),
+    "optimization_summary.txt": _text_writer("optimization_summary.txt", text.optimization_summary),
 }
+
+_PARTIAL = re.compile(r"^\.run_.+\.partial-(\d+)$")
 
 
 def run_folder_name(report: RunReport, started: time.struct_time) -> str:
     return f"run_{time.strftime('%Y%m%d_%H%M%S', started)}_{report.job_id}"
 
 
+def sweep_partial_folders(out_dir: Path) -> list[Path]:
+    """Delete hidden partial run folders whose writing process no longer exists (a killed job's)."""
+    removed = []
+    for entry in out_dir.glob(".run_*.partial-*"):
+        match = _PARTIAL.match(entry.name)
+        if match is None or not entry.is_dir() or _alive(int(match.group(1))):
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        removed.append(entry)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def write_run_folder(report: RunReport, out_dir: Path, started: time.struct_time) -> tuple[Path, list[str]]:
     """Write every registered output into ``out_dir/run_<stamp>_<job_id>/``.
 
     The files are written into a hidden temporary folder that is renamed into place
-    only when every writer has run, so a reader never sees a partial run folder. A
-    failing writer is recorded (returned and written to ``error_log.txt``); the others
-    still run.
+    only when every writer has run, so a reader never sees a partial run folder; hidden
+    folders left by killed jobs are swept first. A failing writer is recorded (returned
+    and written to ``error_log.txt``); the others still run.
 
     Returns
     -------
     The run folder, and one line per failed writer.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
+    sweep_partial_folders(out_dir)
     final = out_dir / run_folder_name(report, started)
     tmp = out_dir / f".{final.name}.partial-{os.getpid()}"
     tmp.mkdir()
@@ -125,8 +172,7 @@ def write_run_folder(report: RunReport, out_dir: Path, started: time.struct_time
                 writer(report, tmp)
             except Exception as exc:  # noqa: BLE001 - one failing file must not cost the others
                 errors.append(f"{name}: {type(exc).__name__}: {exc}")
-        if errors:
-            write_atomic(tmp / "error_log.txt", "\n".join(errors) + "\n")
+        write_atomic(tmp / "error_log.txt", text.error_log(errors))
         os.rename(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

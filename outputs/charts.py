@@ -1,0 +1,104 @@
+"""The two PNG charts, drawn with matplotlib's object API on the Agg canvas (no pyplot state)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from outputs.report import RunReport
+
+DPI = 100
+EQUITY_SIZE_IN = (12.0, 8.0)  # → 1200 × 800 px
+COMPARISON_SIZE_IN = (14.0, 10.0)  # → 1400 × 1000 px
+WIDE_RANGE = 1e3  # fitness spanning more than this factor is drawn on a symmetric-log axis
+
+
+def _save(figure: Figure, path: Path) -> None:
+    FigureCanvasAgg(figure)
+    figure.savefig(str(path), dpi=DPI, format="png", metadata={"Software": None})
+
+
+def _dates(report: RunReport) -> np.ndarray:
+    return np.array(report.dates, dtype="datetime64[D]")
+
+
+def equity_curves(report: RunReport, path: Path) -> None:
+    """Equity and drawdown of the winner, with each algorithm's best portfolio for comparison."""
+    days = _dates(report)
+    figure = Figure(figsize=EQUITY_SIZE_IN, layout="constrained")
+    top, bottom = figure.subplots(2, 1, sharex=True, height_ratios=(2, 1))
+    for line in report.algorithm_best:
+        top.plot(days, np.cumsum(line.daily), linewidth=1.0, alpha=0.7, label=f"{line.label} (best: size {line.size})")
+    w = report.winner
+    equity = np.cumsum(report.winner_daily)
+    top.plot(days, equity, color="black", linewidth=2.4, label=f"winner: {w.algorithm}, size {w.size}")
+    top.set_title(f"Equity of the winning portfolio and each algorithm's best — job {report.job_id}")
+    top.set_ylabel("Cumulative P&L (currency)")
+    top.grid(True, alpha=0.3)
+    top.legend(loc="upper left", fontsize=8)
+    drawdown = equity - np.maximum.accumulate(equity)
+    bottom.fill_between(days, drawdown, 0.0, color="firebrick", alpha=0.5, step="mid")
+    bottom.set_title(f"Drawdown of the winner (max {w.metrics['max_drawdown']:,.6g})")
+    bottom.set_ylabel("Drawdown (currency)")
+    bottom.set_xlabel("Trading day")
+    bottom.grid(True, alpha=0.3)
+    locator = AutoDateLocator()
+    bottom.xaxis.set_major_locator(locator)
+    bottom.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+    _save(figure, path)
+
+
+def _fitness_axis(axis: object, values: list[float]) -> None:
+    finite = np.abs(np.array([v for v in values if np.isfinite(v)] or [1.0]))
+    if finite.max() > WIDE_RANGE * max(np.median(finite), 1e-9):
+        axis.set_yscale("symlog", linthresh=max(float(np.median(finite)), 1e-6))  # type: ignore[attr-defined]
+
+
+def algorithm_comparison(report: RunReport, path: Path) -> None:
+    """Fitness by algorithm across sizes, seconds per algorithm, and convergence at the winner's size."""
+    figure = Figure(figsize=COMPARISON_SIZE_IN, layout="constrained")
+    grid = figure.add_gridspec(2, 2)
+    by_size = figure.add_subplot(grid[0, :])
+    seconds_axis = figure.add_subplot(grid[1, 0])
+    convergence = figure.add_subplot(grid[1, 1])
+    algorithms = list(dict.fromkeys(r.algorithm for r in report.results))
+    fitness_values: list[float] = []
+    for name in algorithms:
+        runs = sorted(
+            (r for r in report.results if r.algorithm == name and r.fitness is not None), key=lambda r: r.size
+        )
+        values = [float(r.fitness or 0.0) for r in runs]
+        by_size.plot([r.size for r in runs], values, marker="o", markersize=3, label=name)
+        fitness_values += values
+    by_size.set_title(f"Best fitness by portfolio size ({report.metric} − λ·avg correlation)")
+    by_size.set_xlabel("Portfolio size (strategies)")
+    by_size.xaxis.set_major_locator(MaxNLocator(integer=True))
+    by_size.set_ylabel("Best fitness")
+    _fitness_axis(by_size, fitness_values)
+    by_size.grid(True, alpha=0.3)
+    by_size.legend(fontsize=8, ncol=4)
+    totals = [sum(r.seconds for r in report.results if r.algorithm == name) for name in algorithms]
+    seconds_axis.barh(algorithms, totals, color="steelblue")
+    seconds_axis.invert_yaxis()  # first algorithm on top, as in the legends
+    seconds_axis.set_title("Time per algorithm, all sizes")
+    seconds_axis.set_xlabel("Seconds")
+    seconds_axis.grid(True, axis="x", alpha=0.3)
+    size = report.winner.size
+    traces: list[float] = []
+    for r in report.results:
+        if r.size == size and r.trace:
+            evaluations, best = zip(*r.trace, strict=True)
+            convergence.step(evaluations, best, where="post", label=r.algorithm)
+            traces += list(best)
+    convergence.set_title(f"Convergence at the winner's size ({size})")
+    convergence.set_xlabel("Evaluations")
+    convergence.set_ylabel("Best fitness so far")
+    _fitness_axis(convergence, traces)
+    convergence.grid(True, alpha=0.3)
+    convergence.legend(fontsize=8)
+    _save(figure, path)

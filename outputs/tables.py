@@ -1,0 +1,188 @@
+"""CSV files and the Excel workbook. CSV numbers are written in full (``repr``) precision."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+import xlsxwriter
+
+from outputs.report import RunReport, StrategyMetrics
+from outputs.text import METRIC_LABELS
+
+STRATEGY_COLUMNS = ("roi", "max_drawdown", "win_percentage", "profit_factor", "expectancy", "sharpe")
+
+
+def _csv(rows: list[list[Any]]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(rows)
+    return buffer.getvalue()
+
+
+def _metrics(report: RunReport) -> StrategyMetrics:
+    if report.strategy_metrics is None:
+        raise ValueError("the report has no per-strategy metrics")
+    return report.strategy_metrics
+
+
+def portfolio_composition(report: RunReport) -> str:
+    """rank, strategy, weight, inverted, and the strategy's own metrics, one row per member."""
+    table = _metrics(report)
+    w = report.winner
+    rows: list[list[Any]] = [["rank", "strategy", "weight", "inverted", *STRATEGY_COLUMNS]]
+    for rank, (name, j) in enumerate(zip(w.strategies, w.members, strict=True), start=1):
+        values = table.row(j)
+        rows.append(
+            [
+                rank,
+                name,
+                repr(1.0 / len(w.strategies)),
+                bool(table.inverted[j]),
+                *(repr(values[c]) for c in STRATEGY_COLUMNS),
+            ]
+        )
+    return _csv(rows)
+
+
+def strategy_metrics(report: RunReport) -> str:
+    """The predecessor's ``strategy_metrics.csv``: every strategy searched, after ULTA."""
+    table = _metrics(report)
+    rows: list[list[Any]] = [["Strategy", "ROI", "Max Drawdown", "Win Percentage", "Profit Factor", "Expectancy"]]
+    columns = [
+        table.roi.tolist(),
+        table.max_drawdown.tolist(),
+        table.win_percentage.tolist(),
+        table.profit_factor.tolist(),
+        table.expectancy.tolist(),
+    ]
+    for j, name in enumerate(table.names):
+        rows.append([name, *(repr(col[j]) for col in columns)])
+    return _csv(rows)
+
+
+class _Book:
+    """Formats shared by the workbook's sheets."""
+
+    def __init__(self, path: Path) -> None:
+        # Strategy names are text, never numbers, formulas or links: store them as written.
+        options = {
+            "constant_memory": True,
+            "strings_to_numbers": False,
+            "strings_to_formulas": False,
+            "strings_to_urls": False,
+        }
+        self.book = xlsxwriter.Workbook(str(path), options)
+        self.header = self.book.add_format({"bold": True, "bg_color": "#DDEBF7", "border": 1, "text_wrap": True})
+        self.money = self.book.add_format({"num_format": "#,##0.00"})
+        self.ratio = self.book.add_format({"num_format": "0.0000"})
+        self.general = self.book.add_format({"num_format": "0.######"})
+
+    def table(
+        self, name: str, headers: list[str], rows: list[list[Any]], formats: list[Any], widths: list[int]
+    ) -> None:
+        sheet = self.book.add_worksheet(name)
+        sheet.freeze_panes(1, 0)
+        for col, (width, fmt) in enumerate(zip(widths, formats, strict=True)):
+            sheet.set_column(col, col, width, fmt)
+        sheet.write_row(0, 0, headers, self.header)
+        for r, row in enumerate(rows, start=1):
+            for c, value in enumerate(row):
+                if isinstance(value, str):
+                    sheet.write_string(r, c, value)
+                else:
+                    sheet.write_number(r, c, value)
+        sheet.autofilter(0, 0, max(len(rows), 1), len(headers) - 1)
+
+
+def optimization_workbook(report: RunReport, path: Path) -> None:
+    """``optimization_summary.xlsx``: summary, results, best portfolio, strategy metrics, ULTA, zones."""
+    book = _Book(path)
+    w, i = report.winner, report.input
+    summary: list[list[Any]] = [
+        ["Job", report.job_id],
+        ["Input", i.file],
+        ["Strategies", i.strategies],
+        ["Days", i.days],
+        ["First date", i.first_date],
+        ["Last date", i.last_date],
+        ["Metric", report.metric],
+        ["Seed", report.seed],
+        ["Inverted by ULTA", len(report.inversions)],
+        ["Winner size", w.size],
+        ["Winner algorithm", w.algorithm],
+        ["Winner fitness", w.fitness],
+        *([label, w.metrics[key]] for key, label in METRIC_LABELS),
+    ]
+    book.table("Summary", ["Item", "Value"], summary, [None, book.general], [30, 40])
+    results = [
+        [r.size, r.algorithm, r.status, r.fitness if r.fitness is not None else "", r.evaluations, r.seconds, r.error]
+        for r in report.results
+    ]
+    book.table(
+        "Results",
+        ["Size", "Algorithm", "Status", "Fitness", "Evaluations", "Seconds", "Error"],
+        results,
+        [None, None, None, book.general, None, book.ratio, None],
+        [8, 24, 9, 16, 12, 10, 40],
+    )
+    table = _metrics(report)
+    metric_headers = ["ROI", "Max drawdown", "Win %", "Profit factor", "Expectancy", "Sharpe"]
+    metric_formats = [book.money, book.money, book.ratio, book.ratio, book.money, book.ratio]
+    best = [
+        [rank, name, 1.0 / len(w.strategies), "yes" if table.inverted[j] else "no", *table.row(j).values()]
+        for rank, (name, j) in enumerate(zip(w.strategies, w.members, strict=True), start=1)
+    ]
+    book.table(
+        "Best portfolio",
+        ["Rank", "Strategy", "Weight", "Inverted", *metric_headers],
+        best,
+        [None, None, book.ratio, None, *metric_formats],
+        [6, 44, 9, 9, 14, 14, 9, 12, 12, 9],
+    )
+    columns = [getattr(table, c).tolist() for c in STRATEGY_COLUMNS]
+    strategy_rows = [
+        [name, "yes" if inv else "no", *(col[j] for col in columns)]
+        for j, (name, inv) in enumerate(zip(table.names, table.inverted.tolist(), strict=True))
+    ]
+    book.table(
+        "Strategy metrics",
+        ["Strategy", "Inverted", *metric_headers],
+        strategy_rows,
+        [None, None, *metric_formats],
+        [44, 9, 14, 14, 9, 12, 12, 9],
+    )
+    ulta = [
+        [inv.name, inv.original_total, inv.inverted_total, inv.worst_day, inv.total_to_worst_day]
+        for inv in report.inversions
+    ]
+    book.table(
+        "ULTA",
+        ["Strategy", "Original total", "Inverted total", "Worst day", "Total / |worst day|"],
+        ulta,
+        [None, book.money, book.money, book.money, book.ratio],
+        [44, 16, 16, 14, 18],
+    )
+    if report.zone_breakdown is None:
+        zones: list[list[Any]] = [["(no Zone column in the input)", "", "", "", "", ""]]
+    else:
+        zones = [
+            [
+                z.zone,
+                z.days,
+                z.metrics["total_roi"],
+                z.metrics["max_drawdown"],
+                z.metrics["win_percentage"],
+                z.metrics["sharpe_ratio"],
+            ]
+            for z in report.zone_breakdown
+        ]
+    book.table(
+        "Zones",
+        ["Zone", "Rows", "Winner ROI", "Winner max drawdown", "Winner win %", "Winner sharpe"],
+        zones,
+        [None, None, book.money, book.money, book.ratio, book.ratio],
+        [30, 8, 14, 18, 12, 12],
+    )
+    book.book.close()

@@ -1,0 +1,217 @@
+"""Markdown and plain-text reports, each a pure function of the frozen report.
+
+Everything that differs between two runs of the same job with the same seed (the clock,
+durations, memory) is kept in one final "Run measurements" section, so the rest of each
+file is byte-identical run to run.
+"""
+
+from __future__ import annotations
+
+from outputs.report import AlgorithmResult, RunReport
+
+MEASUREMENTS_MARKER = "== Run measurements (these differ from run to run) =="
+
+METRIC_LABELS = (
+    ("total_roi", "Total ROI"),
+    ("max_drawdown", "Max drawdown"),
+    ("ratio", "ROI / max drawdown"),
+    ("win_percentage", "Win percentage (%)"),
+    ("profit_factor", "Profit factor"),
+    ("expectancy", "Expectancy"),
+    ("sharpe_ratio", "Sharpe ratio"),
+    ("sortino_ratio", "Sortino ratio"),
+    ("calmar_ratio", "Calmar ratio"),
+    ("annualized_return", "Annualized return"),
+    ("var_95", "VaR 95% (daily loss)"),
+    ("cvar_95", "CVaR 95% (daily loss)"),
+    ("avg_correlation", "Average pairwise correlation"),
+)
+
+
+def money(value: float) -> str:
+    return f"{value:,.2f}"
+
+
+def number(value: float | None) -> str:
+    return "—" if value is None else f"{value:,.6g}"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def _header(report: RunReport, title: str) -> list[str]:
+    i = report.input
+    return [
+        f"# {title}",
+        "",
+        f"Job `{report.job_id}` · input `{_cell(i.file)}` · {i.strategies:,} strategies × {i.days} days "
+        f"({i.first_date} – {i.last_date})",
+        "",
+    ]
+
+
+def ulta_inversion_report(report: RunReport) -> str:
+    lines = _header(report, "ULTA inversion report")
+    total = report.input.strategies
+    if not report.ulta_enabled:
+        lines += ["ULTA was switched off (`OPTIMIZATION.apply_ulta_logic = False`): no strategy was inverted.", ""]
+        return "\n".join(lines)
+    rows = sorted(report.inversions, key=lambda inv: (inv.original_total, inv.name))
+    lines += [
+        f"**{len(rows):,} of {total:,} strategies** ({len(rows) / max(total, 1):.1%}) lost money over the period and "
+        "were inverted: every day's P&L multiplied by −1, the strategy renamed `<name>_inv`.",
+        "",
+        "Rule: invert when the total P&L is negative (beyond rounding: total < −10⁻⁹ × the sum of absolute daily "
+        "P&L). Worst day and the ratio total / |worst day| describe the original series.",
+        "",
+    ]
+    if not rows:
+        return "\n".join([*lines, "No strategy had a negative total.", ""])
+    lines += [
+        "| # | strategy | original total | inverted total | worst day | total / \\|worst day\\| |",
+        "|---:|---|---:|---:|---:|---:|",
+    ]
+    for k, inv in enumerate(rows, start=1):
+        lines.append(
+            f"| {k} | {_cell(inv.name)} | {money(inv.original_total)} | {money(inv.inverted_total)} | "
+            f"{money(inv.worst_day)} | {inv.total_to_worst_day:.4f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def zone_analysis_report(report: RunReport) -> str:
+    lines = _header(report, "Zone analysis")
+    zones = report.zone_breakdown
+    if zones is None:
+        lines += [
+            f"The input `{_cell(report.input.file)}` has no `Zone` column, so there are no zones to analyse. "
+            "The portfolio was optimised on whole trading days.",
+            "",
+        ]
+        return "\n".join(lines)
+    w = report.winner
+    lines += [
+        f"Zones in the input: {', '.join(f'`{_cell(z.zone)}`' for z in zones)}. The portfolio was optimised on whole "
+        "days (each date's zones summed); below is how the winning portfolio "
+        f"(size {w.size}, {w.algorithm}) performed in each zone on its own.",
+        "",
+        "| zone | rows | total ROI | max drawdown | win % | profit factor | sharpe | VaR 95% |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for z in zones:
+        m = z.metrics
+        lines.append(
+            f"| {_cell(z.zone)} | {z.days} | {money(m['total_roi'])} | {money(m['max_drawdown'])} | "
+            f"{m['win_percentage']:.1f} | {number(m['profit_factor'])} | {number(m['sharpe_ratio'])} | "
+            f"{money(m['var_95'])} |"
+        )
+    lines += [
+        "",
+        "Each zone's own best portfolio is computed in zone mode (`OPTIMIZATION.zone_optimization_enabled`).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _grid(report: RunReport) -> list[str]:
+    """Fitness by size (rows) × algorithm (columns)."""
+    algorithms = list(dict.fromkeys(r.algorithm for r in report.results))
+    cells: dict[tuple[int, str], AlgorithmResult] = {(r.size, r.algorithm): r for r in report.results}
+    widths = [max(len(a), 12) for a in algorithms]
+    out = ["size  " + "  ".join(a.rjust(wd) for a, wd in zip(algorithms, widths, strict=True))]
+    for size in sorted({r.size for r in report.results}):
+        row = []
+        for a, wd in zip(algorithms, widths, strict=True):
+            r = cells.get((size, a))
+            row.append(("failed" if r is None or r.status != "ok" else number(r.fitness)).rjust(wd))
+        out.append(f"{size:>4}  " + "  ".join(row))
+    return out
+
+
+def _measurements(report: RunReport) -> list[str]:
+    lines = ["", MEASUREMENTS_MARKER, f"Created at:            {report.created_at}"]
+    lines += [f"Step {step + ':':<17}{seconds:8.3f} s" for step, seconds in report.timings_s]
+    per_algorithm: dict[str, float] = {}
+    for r in report.results:
+        per_algorithm[r.algorithm] = per_algorithm.get(r.algorithm, 0.0) + r.seconds
+    lines += [f"Algorithm {name + ':':<23}{seconds:8.3f} s over all sizes" for name, seconds in per_algorithm.items()]
+    lines.append(f"Peak memory:           {report.peak_rss_mb:,.0f} MB")
+    return lines
+
+
+def performance_report(report: RunReport) -> str:
+    i, w, cfg = report.input, report.winner, report.config
+    penalty = cfg["OPTIMIZATION"]["correlation_penalty_weight"]
+    sizes = sorted({r.size for r in report.results})
+    lines = [
+        "HEAVY OPTIMIZER — PERFORMANCE REPORT",
+        "=" * 36,
+        f"Job:                   {report.job_id}",
+        f"Heavy Optimizer:       {report.version}",
+        f"Input:                 {i.file} (sha256 {i.sha256[:16]}…)",
+        f"Data:                  {i.rows:,} rows, {i.days} days ({i.first_date} – {i.last_date}), "
+        f"{i.strategies:,} strategies, {i.blank_cells:,} blank cells",
+        "",
+        "PARAMETERS",
+        f"Metric:                {report.metric} − {penalty:g} × avg correlation",
+        f"Drawdown threshold:    {cfg['OPTIMIZATION']['drawdown_threshold']:g}",
+        f"Portfolio sizes:       {sizes[0]}..{sizes[-1]}" if sizes else "Portfolio sizes:       none",
+        f"Evaluation budget:     {cfg['OPTIMIZATION']['evaluation_budget']:,} per algorithm per size",
+        f"Seed:                  {report.seed}",
+        f"ULTA:                  {'on' if report.ulta_enabled else 'off'}, {len(report.inversions):,} inverted",
+        f"Universe avg corr:     {report.universe_average_correlation:.4f}",
+        f"Database:              {report.database}",
+        "",
+        "WINNER",
+        f"Size {w.size}, {w.algorithm}, fitness {number(w.fitness)}",
+        *(f"{label + ':':<30}{number(w.metrics[key])}" for key, label in METRIC_LABELS),
+        "",
+        f"STRATEGIES OF THE WINNER ({len(w.strategies)}, equal weights)",
+        *(f"{rank:4d}. {name}" for rank, name in enumerate(w.strategies, start=1)),
+        "",
+        "BEST FITNESS BY SIZE AND ALGORITHM",
+        *_grid(report),
+    ]
+    failed = [r for r in report.results if r.status != "ok"]
+    if failed:
+        lines += ["", "FAILED RUNS", *(f"size {r.size}, {r.algorithm}: {r.error}" for r in failed)]
+    return "\n".join(lines + _measurements(report)) + "\n"
+
+
+def optimization_summary(report: RunReport) -> str:
+    """The predecessor's one-page summary: the best portfolio of each size and the overall winner."""
+    w = report.winner
+    lines = [
+        "OPTIMIZATION SUMMARY",
+        f"Job {report.job_id}, input {report.input.file}, metric {report.metric}",
+        "",
+        f"Best overall: size {w.size}, {w.algorithm}, fitness {number(w.fitness)}, "
+        f"ROI {money(w.metrics['total_roi'])}, max drawdown {money(w.metrics['max_drawdown'])}",
+        "",
+        f"{'size':>4}  {'algorithm':<24}{'fitness':>16}",
+    ]
+    for size, best in sorted(report.best_by_size().items()):
+        lines.append(f"{size:>4}  {best.algorithm:<24}{number(best.fitness):>16}")
+    return "\n".join(lines + _measurements(report)) + "\n"
+
+
+def best_portfolio(report: RunReport, best: AlgorithmResult) -> str:
+    """``best_portfolio_size<n>.txt``, as the predecessor wrote them."""
+    lines = [
+        f"Best portfolio of size {best.size}",
+        f"Job: {report.job_id}",
+        f"Algorithm: {best.algorithm}",
+        f"Fitness: {best.fitness:.6f} ({report.metric} − λ·average correlation)",
+        f"Evaluations: {best.evaluations}",
+        "",
+        "Strategies:",
+        *(f"{rank:4d}. {name}" for rank, name in enumerate(best.strategies, start=1)),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def error_log(errors: list[str]) -> str:
+    if not errors:
+        return "No errors: every output file was written.\n"
+    return "Output files that could not be written:\n" + "".join(f"- {line}\n" for line in errors)

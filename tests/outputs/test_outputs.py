@@ -1,0 +1,208 @@
+"""Every output file read back with its own reader, compared with the report (brief §5)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+import openpyxl
+import pytest
+from PIL import Image
+
+from optimizer.config import load_config
+from optimizer.pipeline import JobOutcome, run_job
+from optimizer.synthetic import write_csv
+from outputs.text import MEASUREMENTS_MARKER
+
+ROOT = Path(__file__).resolve().parents[2]
+SCHEMA = json.loads((ROOT / "docs" / "execution_summary.schema.json").read_text())
+SETS = ["PORTFOLIO.min_size=5", "PORTFOLIO.max_size=7", "OPTIMIZATION.evaluation_budget=300", "COMPUTE.workers=1"]
+EIGHT = (
+    "ulta_inversion_report.md",
+    "zone_analysis_report.md",
+    "performance_report.txt",
+    "portfolio_composition.csv",
+    "optimization_summary.xlsx",
+    "execution_summary.json",
+    "equity_curves.png",
+    "algorithm_comparison.png",
+)
+PREDECESSOR = ("strategy_metrics.csv", "optimization_summary.txt", "error_log.txt")
+
+
+def job(tmp: Path, source: Path, out: str, *extra: str, job_id: str | None = None) -> JobOutcome:
+    cfg = load_config(environ={}, overrides=[*SETS, f"DATABASE.data_dir={tmp / 'data'}", *extra])
+    return run_job(source, cfg, out_dir=tmp / out, job_id=job_id)
+
+
+@pytest.fixture(scope="module")
+def done(tmp_path_factory: pytest.TempPathFactory) -> JobOutcome:
+    tmp = tmp_path_factory.mktemp("outputs")
+    return job(tmp, write_csv(tmp / "in.csv", 300, 40, seed=5), "out")
+
+
+def test_every_file_is_there(done: JobOutcome) -> None:
+    names = {p.name for p in done.run_dir.iterdir()}
+    assert set(EIGHT) | set(PREDECESSOR) | {f"best_portfolio_size{n}.txt" for n in (5, 6, 7)} == names
+    assert (done.run_dir / "error_log.txt").read_text().startswith("No errors")
+
+
+def test_json_matches_its_schema_and_the_report(done: JobOutcome) -> None:
+    summary = json.loads((done.run_dir / "execution_summary.json").read_text())
+    jsonschema.validate(summary, SCHEMA, format_checker=jsonschema.FormatChecker())
+    w = done.report.winner
+    assert (summary["winner"]["size"], summary["winner"]["fitness"], summary["winner"]["strategies"]) == (
+        w.size,
+        w.fitness,
+        list(w.strategies),
+    )
+    assert summary["ulta"]["inverted"] == len(done.report.inversions)
+    assert len(summary["results"]) == len(done.report.results) == 3 * 8
+
+
+def test_workbook_sheets_values_and_layout(done: JobOutcome) -> None:
+    book = openpyxl.load_workbook(done.run_dir / "optimization_summary.xlsx", read_only=False)
+    assert book.sheetnames == ["Summary", "Results", "Best portfolio", "Strategy metrics", "ULTA", "Zones"]
+    for sheet in book.worksheets:
+        assert sheet.freeze_panes == "A2", sheet.title
+        assert sheet.auto_filter.ref, sheet.title
+        assert sheet.cell(1, 1).font.bold
+    # XlsxWriter stores 16 significant digits (Excel shows 15): compare to that precision.
+    exact = pytest.approx
+    results = list(book["Results"].iter_rows(min_row=2, values_only=True))
+    assert [(r[0], r[1]) for r in results] == [(r.size, r.algorithm) for r in done.report.results]
+    assert [r[3] for r in results] == exact([r.fitness for r in done.report.results], rel=1e-15)
+    best = list(book["Best portfolio"].iter_rows(min_row=2, values_only=True))
+    assert [row[1] for row in best] == list(done.report.winner.strategies)
+    assert sum(row[2] for row in best) == pytest.approx(1.0)
+    table = done.report.strategy_metrics
+    assert table is not None
+    metrics = list(book["Strategy metrics"].iter_rows(min_row=2, values_only=True))
+    assert [row[0] for row in metrics] == list(table.names)
+    np.testing.assert_allclose([row[2] for row in metrics], table.roi, rtol=1e-15)
+    assert len(list(book["ULTA"].iter_rows(min_row=2))) == len(done.report.inversions)
+    assert "no Zone column" in str(book["Zones"].cell(2, 1).value)
+    summary = {row[0]: row[1] for row in book["Summary"].iter_rows(min_row=2, values_only=True)}
+    assert summary["Winner fitness"] == exact(done.report.winner.fitness, rel=1e-15)
+    assert summary["VaR 95% (daily loss)"] == exact(done.report.winner.metrics["var_95"], rel=1e-15)
+
+
+def test_charts_decode_at_their_size_and_are_not_blank(done: JobOutcome) -> None:
+    for name, size in (("equity_curves.png", (1200, 800)), ("algorithm_comparison.png", (1400, 1000))):
+        with Image.open(done.run_dir / name) as image:
+            assert image.format == "PNG" and image.size == size
+            pixels = np.asarray(image.convert("L"), dtype=float)
+        assert pixels.std() > 10 and (pixels < 100).mean() > 0.005  # drawn lines and text, not an empty canvas
+
+
+def test_csvs_parse_and_match(done: JobOutcome) -> None:
+    table = done.report.strategy_metrics
+    assert table is not None
+    with (done.run_dir / "portfolio_composition.csv").open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    w = done.report.winner
+    assert [r["strategy"] for r in rows] == list(w.strategies)
+    assert [int(r["rank"]) for r in rows] == list(range(1, w.size + 1))
+    assert sum(float(r["weight"]) for r in rows) == pytest.approx(1.0)
+    for r, j in zip(rows, w.members, strict=True):
+        assert float(r["roi"]) == table.roi[j] and (r["inverted"] == "True") == bool(table.inverted[j])
+    with (done.run_dir / "strategy_metrics.csv").open(newline="") as fh:
+        metrics = list(csv.reader(fh))
+    assert metrics[0] == ["Strategy", "ROI", "Max Drawdown", "Win Percentage", "Profit Factor", "Expectancy"]
+    assert len(metrics) - 1 == len(table.names)
+    np.testing.assert_array_equal([float(m[1]) for m in metrics[1:]], table.roi)  # full precision round trip
+    np.testing.assert_array_equal([float(m[5]) for m in metrics[1:]], table.expectancy)
+
+
+def test_text_reports(done: JobOutcome) -> None:
+    ulta = (done.run_dir / "ulta_inversion_report.md").read_text()
+    count = len(done.report.inversions)
+    assert f"**{count:,} of 300 strategies**" in ulta
+    assert sum(1 for line in ulta.splitlines() if line.startswith("| ") and line[2].isdigit()) == count
+    zones = (done.run_dir / "zone_analysis_report.md").read_text()
+    assert "has no `Zone` column" in zones and "| zone |" not in zones
+    report = (done.run_dir / "performance_report.txt").read_text()
+    w = done.report.winner
+    assert f"Size {w.size}, {w.algorithm}" in report
+    assert all(name in report for name in w.strategies)
+    assert "VaR 95% (daily loss)" in report and "CVaR 95% (daily loss)" in report
+    assert report.index(MEASUREMENTS_MARKER) > report.index("BEST FITNESS BY SIZE AND ALGORITHM")
+    best = (done.run_dir / f"best_portfolio_size{w.size}.txt").read_text()
+    assert all(name in best for name in w.strategies)
+
+
+def _stable_json(path: Path) -> dict[str, object]:
+    summary = json.loads(path.read_text())
+    for key in ("created_at", "timings_s", "peak_rss_mb"):
+        summary.pop(key)
+    for result in summary["results"]:
+        result.pop("seconds")
+    return summary
+
+
+def test_same_seed_same_bytes_outside_the_measurements(tmp_path: Path) -> None:
+    source = write_csv(tmp_path / "in.csv", 200, 30, seed=8)
+    a = job(tmp_path, source, "a", job_id="same-job").run_dir
+    b = job(tmp_path, source, "b", job_id="same-job").run_dir
+    for name in sorted(p.name for p in a.iterdir()):
+        if name.endswith((".csv", ".md")) or name.startswith("best_portfolio") or name == "error_log.txt":
+            assert (a / name).read_bytes() == (b / name).read_bytes(), name
+        elif name.endswith(".txt"):
+            head = lambda p: p.read_text().split(MEASUREMENTS_MARKER)[0]  # noqa: E731
+            assert head(a / name) == head(b / name), name
+    assert _stable_json(a / "execution_summary.json") == _stable_json(b / "execution_summary.json")
+
+
+KILLED = """
+import pathlib, sys, time
+sys.path.insert(0, {root!r})
+if __name__ == "__main__":
+    from optimizer.config import load_config
+    from optimizer.pipeline import run_job
+    from outputs import writers
+    real = writers.WRITERS["strategy_metrics.csv"]
+    def slow(report, folder):
+        real(report, folder)
+        pathlib.Path({flag!r}).write_text("writing")
+        time.sleep(120)
+    writers.WRITERS["strategy_metrics.csv"] = slow
+    run_job({source!r}, load_config(environ={{}}, overrides={sets!r}), out_dir={out!r})
+"""
+
+
+def test_a_job_killed_while_writing_leaves_no_run_folder(tmp_path: Path) -> None:
+    source = write_csv(tmp_path / "in.csv", 100, 20, seed=3)
+    out, flag = tmp_path / "out", tmp_path / "writing.flag"
+    sets = [*SETS, f"DATABASE.data_dir={tmp_path / 'data'}"]
+    code = KILLED.format(root=str(ROOT), flag=str(flag), source=str(source), sets=sets, out=str(out))
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        deadline = time.monotonic() + 120
+        while not flag.exists():
+            assert proc.poll() is None, "the job ended before it was killed"
+            assert time.monotonic() < deadline, "the job never reached its outputs"
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    assert not list(out.glob("run_*")), "a visible run folder exists after the kill"
+    assert len(list(out.glob(".run_*.partial-*"))) == 1
+    after = job(tmp_path, source, "out")  # the next job in that folder sweeps the dead job's partial folder
+    assert after.run_dir.is_dir() and not list(out.glob(".run_*.partial-*"))
+
+
+def test_zone_input_gets_a_zone_report(tmp_path: Path, zones_sample: Path) -> None:
+    done = job(tmp_path, zones_sample, "out")
+    report = (done.run_dir / "zone_analysis_report.md").read_text()
+    for zone in "ABCD":
+        assert f"| {zone} | 22 |" in report
+    sheet = openpyxl.load_workbook(done.run_dir / "optimization_summary.xlsx")["Zones"]
+    assert [row[0] for row in sheet.iter_rows(min_row=2, values_only=True)] == ["A", "B", "C", "D"]
