@@ -23,6 +23,12 @@ def _save(figure: Figure, path: Path) -> None:
     figure.savefig(str(path), dpi=DPI, format="png", metadata={"Software": None})
 
 
+def _colours(report: RunReport) -> dict[str, str]:
+    """One colour per algorithm, the same in every panel of both charts (failed ones included)."""
+    names = list(dict.fromkeys(r.algorithm for r in report.results))
+    return {name: f"C{i % 10}" for i, name in enumerate(names)}
+
+
 def _dates(report: RunReport) -> np.ndarray:
     return np.array(report.dates, dtype="datetime64[D]")
 
@@ -32,8 +38,10 @@ def equity_curves(report: RunReport, path: Path) -> None:
     days = _dates(report)
     figure = Figure(figsize=EQUITY_SIZE_IN, layout="constrained")
     top, bottom = figure.subplots(2, 1, sharex=True, height_ratios=(2, 1))
+    colours = _colours(report)
     for line in report.algorithm_best:
-        top.plot(days, np.cumsum(line.daily), linewidth=1.0, alpha=0.7, label=f"{line.label} (best: size {line.size})")
+        label = f"{line.label} (best: size {line.size})"
+        top.plot(days, np.cumsum(line.daily), color=colours[line.label], linewidth=1.0, alpha=0.8, label=label)
     w = report.winner
     equity = np.cumsum(report.winner_daily)
     top.plot(days, equity, color="black", linewidth=2.4, label=f"winner: {w.algorithm}, size {w.size}")
@@ -66,14 +74,16 @@ def algorithm_comparison(report: RunReport, path: Path) -> None:
     by_size = figure.add_subplot(grid[0, :])
     seconds_axis = figure.add_subplot(grid[1, 0])
     convergence = figure.add_subplot(grid[1, 1])
-    algorithms = list(dict.fromkeys(r.algorithm for r in report.results))
+    colours = _colours(report)
+    algorithms = list(colours)
     fitness_values: list[float] = []
     for name in algorithms:
-        runs = sorted(
-            (r for r in report.results if r.algorithm == name and r.fitness is not None), key=lambda r: r.size
-        )
+        mine = [r for r in report.results if r.algorithm == name]
+        runs = sorted((r for r in mine if r.fitness is not None), key=lambda r: r.size)
+        failed = len(mine) - len(runs)
+        label = name + (f" (failed at {failed} size{'s' if failed > 1 else ''})" if failed else "")
         values = [float(r.fitness or 0.0) for r in runs]
-        by_size.plot([r.size for r in runs], values, marker="o", markersize=3, label=name)
+        by_size.plot([r.size for r in runs], values, color=colours[name], marker="o", markersize=3, label=label)
         fitness_values += values
     by_size.set_title(f"Best fitness by portfolio size ({report.metric} − λ·avg correlation)")
     by_size.set_xlabel("Portfolio size (strategies)")
@@ -81,9 +91,9 @@ def algorithm_comparison(report: RunReport, path: Path) -> None:
     by_size.set_ylabel("Best fitness")
     _fitness_axis(by_size, fitness_values)
     by_size.grid(True, alpha=0.3)
-    by_size.legend(fontsize=8, ncol=4)
+    by_size.legend(fontsize=8, ncol=4, loc="best")
     totals = [sum(r.seconds for r in report.results if r.algorithm == name) for name in algorithms]
-    seconds_axis.barh(algorithms, totals, color="steelblue")
+    seconds_axis.barh(algorithms, totals, color=[colours[name] for name in algorithms])
     seconds_axis.invert_yaxis()  # first algorithm on top, as in the legends
     seconds_axis.set_title("Time per algorithm, all sizes")
     seconds_axis.set_xlabel("Seconds")
@@ -93,12 +103,14 @@ def algorithm_comparison(report: RunReport, path: Path) -> None:
     for r in report.results:
         if r.size == size and r.trace:
             evaluations, best = zip(*r.trace, strict=True)
-            convergence.step(evaluations, best, where="post", label=r.algorithm)
+            convergence.step(
+                evaluations, best, where="post", color=colours[r.algorithm], marker="o", markersize=3, label=r.algorithm
+            )
             traces += list(best)
     convergence.set_title(f"Convergence at the winner's size ({size})")
     convergence.set_xlabel("Evaluations")
     convergence.set_ylabel("Best fitness so far")
     _fitness_axis(convergence, traces)
     convergence.grid(True, alpha=0.3)
-    convergence.legend(fontsize=8)
+    convergence.legend(fontsize=8, loc="best")
     _save(figure, path)

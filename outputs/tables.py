@@ -15,10 +15,20 @@ from outputs.text import METRIC_LABELS
 STRATEGY_COLUMNS = ("roi", "max_drawdown", "win_percentage", "profit_factor", "expectancy", "sharpe")
 
 
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _csv(rows: list[list[Any]]) -> str:
+    """CSV text, starting with a byte-order mark so Excel on Windows reads it as UTF-8."""
     buffer = io.StringIO()
+    buffer.write("\ufeff")
     csv.writer(buffer, lineterminator="\n").writerows(rows)
     return buffer.getvalue()
+
+
+def safe_name(name: str) -> str:
+    """A strategy name as CSV text Excel will not run as a formula (``'`` prefix, OWASP's advice)."""
+    return "'" + name if name.startswith(FORMULA_START) else name
 
 
 def _metrics(report: RunReport) -> StrategyMetrics:
@@ -37,7 +47,7 @@ def portfolio_composition(report: RunReport) -> str:
         rows.append(
             [
                 rank,
-                name,
+                safe_name(name),
                 repr(1.0 / len(w.strategies)),
                 bool(table.inverted[j]),
                 *(repr(values[c]) for c in STRATEGY_COLUMNS),
@@ -58,7 +68,7 @@ def strategy_metrics(report: RunReport) -> str:
         table.expectancy.tolist(),
     ]
     for j, name in enumerate(table.names):
-        rows.append([name, *(repr(col[j]) for col in columns)])
+        rows.append([safe_name(name), *(repr(col[j]) for col in columns)])
     return _csv(rows)
 
 
@@ -72,12 +82,13 @@ class _Book:
             "strings_to_numbers": False,
             "strings_to_formulas": False,
             "strings_to_urls": False,
+            "nan_inf_to_errors": True,  # never expected (inputs are finite), but a #NUM! beats a lost workbook
         }
         self.book = xlsxwriter.Workbook(str(path), options)
         self.header = self.book.add_format({"bold": True, "bg_color": "#DDEBF7", "border": 1, "text_wrap": True})
         self.money = self.book.add_format({"num_format": "#,##0.00"})
         self.ratio = self.book.add_format({"num_format": "0.0000"})
-        self.general = self.book.add_format({"num_format": "0.######"})
+        self.general = self.book.add_format({"num_format": "General"})
 
     def table(
         self, name: str, headers: list[str], rows: list[list[Any]], formats: list[Any], widths: list[int]
@@ -153,9 +164,9 @@ def optimization_workbook(report: RunReport, path: Path) -> None:
         [None, None, *metric_formats],
         [44, 9, 14, 14, 9, 12, 12, 9],
     )
+    ordered = sorted(report.inversions, key=lambda inv: (inv.original_total, inv.name))  # as the Markdown report
     ulta = [
-        [inv.name, inv.original_total, inv.inverted_total, inv.worst_day, inv.total_to_worst_day]
-        for inv in report.inversions
+        [inv.name, inv.original_total, inv.inverted_total, inv.worst_day, inv.total_to_worst_day] for inv in ordered
     ]
     book.table(
         "ULTA",

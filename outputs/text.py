@@ -36,8 +36,18 @@ def number(value: float | None) -> str:
     return "—" if value is None else f"{value:,.6g}"
 
 
+_MARKDOWN_SPECIAL = "\\`*_[]<>|#!~"
+
+
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|")
+    """Text shown literally in Markdown (table cells, prose): punctuation escaped, ``&`` as an entity."""
+    escaped = text.replace("&", "&amp;")
+    return "".join(f"\\{ch}" if ch in _MARKDOWN_SPECIAL else ch for ch in escaped)
+
+
+def _code(text: str) -> str:
+    """Text in a code span: shown as is; a backtick inside would end the span, so it becomes '."""
+    return "`" + text.replace("`", "'") + "`"
 
 
 def _header(report: RunReport, title: str) -> list[str]:
@@ -45,7 +55,7 @@ def _header(report: RunReport, title: str) -> list[str]:
     return [
         f"# {title}",
         "",
-        f"Job `{report.job_id}` · input `{_cell(i.file)}` · {i.strategies:,} strategies × {i.days} days "
+        f"Job {_code(report.job_id)} · input {_code(i.file)} · {i.strategies:,} strategies × {i.days} days "
         f"({i.first_date} – {i.last_date})",
         "",
     ]
@@ -85,14 +95,14 @@ def zone_analysis_report(report: RunReport) -> str:
     zones = report.zone_breakdown
     if zones is None:
         lines += [
-            f"The input `{_cell(report.input.file)}` has no `Zone` column, so there are no zones to analyse. "
+            f"The input {_code(report.input.file)} has no `Zone` column, so there are no zones to analyse. "
             "The portfolio was optimised on whole trading days.",
             "",
         ]
         return "\n".join(lines)
     w = report.winner
     lines += [
-        f"Zones in the input: {', '.join(f'`{_cell(z.zone)}`' for z in zones)}. The portfolio was optimised on whole "
+        f"Zones in the input: {', '.join(_code(z.zone) for z in zones)}. The portfolio was optimised on whole "
         "days (each date's zones summed); below is how the winning portfolio "
         f"(size {w.size}, {w.algorithm}) performed in each zone on its own.",
         "",
@@ -108,7 +118,8 @@ def zone_analysis_report(report: RunReport) -> str:
         )
     lines += [
         "",
-        "Each zone's own best portfolio is computed in zone mode (`OPTIMIZATION.zone_optimization_enabled`).",
+        "Each zone's own best portfolio (zone mode, `OPTIMIZATION.zone_optimization_enabled`) is not available "
+        "in this version.",
         "",
     ]
     return "\n".join(lines)

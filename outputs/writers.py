@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -119,7 +120,8 @@ WRITERS: dict[str, Callable[[RunReport, Path], None]] = {
     "optimization_summary.txt": _text_writer("optimization_summary.txt", text.optimization_summary),
 }
 
-_PARTIAL = re.compile(r"^\.run_.+\.partial-(\d+)$")
+HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "host"
+_PARTIAL = re.compile(r"^\.run_.+\.partial-(?P<host>[A-Za-z0-9-]+)-(?P<pid>\d+)$")
 
 
 def run_folder_name(report: RunReport, started: time.struct_time) -> str:
@@ -127,11 +129,16 @@ def run_folder_name(report: RunReport, started: time.struct_time) -> str:
 
 
 def sweep_partial_folders(out_dir: Path) -> list[Path]:
-    """Delete hidden partial run folders whose writing process no longer exists (a killed job's)."""
+    """Delete hidden partial run folders left by killed jobs of this host.
+
+    A folder is named after the host and process writing it; only this host's folders whose
+    process no longer exists are removed, so a job on another machine writing to the same
+    share is never touched (a reused pid only delays the sweep).
+    """
     removed = []
     for entry in out_dir.glob(".run_*.partial-*"):
         match = _PARTIAL.match(entry.name)
-        if match is None or not entry.is_dir() or _alive(int(match.group(1))):
+        if match is None or not entry.is_dir() or match["host"] != HOST or _alive(int(match["pid"])):
             continue
         shutil.rmtree(entry, ignore_errors=True)
         removed.append(entry)
@@ -148,6 +155,15 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _unused(path: Path) -> Path:
+    """``path``, or ``path-2``, ``path-3`` … if a run folder of that name exists (same job id, same second)."""
+    candidate, n = path, 1
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.name}-{n}")
+    return candidate
+
+
 def write_run_folder(report: RunReport, out_dir: Path, started: time.struct_time) -> tuple[Path, list[str]]:
     """Write every registered output into ``out_dir/run_<stamp>_<job_id>/``.
 
@@ -162,8 +178,8 @@ def write_run_folder(report: RunReport, out_dir: Path, started: time.struct_time
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     sweep_partial_folders(out_dir)
-    final = out_dir / run_folder_name(report, started)
-    tmp = out_dir / f".{final.name}.partial-{os.getpid()}"
+    final = _unused(out_dir / run_folder_name(report, started))
+    tmp = out_dir / f".{final.name}.partial-{HOST}-{os.getpid()}"
     tmp.mkdir()
     errors: list[str] = []
     try:

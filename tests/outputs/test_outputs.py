@@ -106,7 +106,7 @@ def test_charts_decode_at_their_size_and_are_not_blank(done: JobOutcome) -> None
 def test_csvs_parse_and_match(done: JobOutcome) -> None:
     table = done.report.strategy_metrics
     assert table is not None
-    with (done.run_dir / "portfolio_composition.csv").open(newline="") as fh:
+    with (done.run_dir / "portfolio_composition.csv").open(newline="", encoding="utf-8-sig") as fh:
         rows = list(csv.DictReader(fh))
     w = done.report.winner
     assert [r["strategy"] for r in rows] == list(w.strategies)
@@ -114,7 +114,7 @@ def test_csvs_parse_and_match(done: JobOutcome) -> None:
     assert sum(float(r["weight"]) for r in rows) == pytest.approx(1.0)
     for r, j in zip(rows, w.members, strict=True):
         assert float(r["roi"]) == table.roi[j] and (r["inverted"] == "True") == bool(table.inverted[j])
-    with (done.run_dir / "strategy_metrics.csv").open(newline="") as fh:
+    with (done.run_dir / "strategy_metrics.csv").open(newline="", encoding="utf-8-sig") as fh:
         metrics = list(csv.reader(fh))
     assert metrics[0] == ["Strategy", "ROI", "Max Drawdown", "Win Percentage", "Profit Factor", "Expectancy"]
     assert len(metrics) - 1 == len(table.names)
@@ -206,3 +206,58 @@ def test_zone_input_gets_a_zone_report(tmp_path: Path, zones_sample: Path) -> No
         assert f"| {zone} | 22 |" in report
     sheet = openpyxl.load_workbook(done.run_dir / "optimization_summary.xlsx")["Zones"]
     assert [row[0] for row in sheet.iter_rows(min_row=2, values_only=True)] == ["A", "B", "C", "D"]
+
+
+HOSTILE = ['=HYPERLINK("http://x","y")', "+cmd|calc", "-1 SL", "a|b", "[x](http://e)", 'Ünï,cödé "q"']
+
+
+def test_hostile_strategy_names_stay_inert_and_intact(tmp_path: Path) -> None:
+    """Names that look like formulas, links or Markdown come out as plain text in every file."""
+    rng = np.random.default_rng(4)
+    pnl = np.round(rng.normal(0, 100, (12, 20)), 2)
+    pnl[:, : len(HOSTILE)] -= 300.0  # losers: they appear in the ULTA report too
+    names = [*HOSTILE, *(f"s{j}" for j in range(20 - len(HOSTILE)))]
+    source = tmp_path / "hostile.csv"
+    with source.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["Date", *names])
+        for d, row in enumerate(pnl):
+            writer.writerow([f"2024-02-{d + 1:02d}", *row.tolist()])
+    done = job(
+        tmp_path, source, "out", "PORTFOLIO.min_size=3", "PORTFOLIO.max_size=3", "OPTIMIZATION.apply_ulta_logic=False"
+    )
+    raw = (done.run_dir / "strategy_metrics.csv").read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf")  # Excel reads UTF-8 only with the mark
+    with (done.run_dir / "strategy_metrics.csv").open(newline="", encoding="utf-8-sig") as fh:
+        written = [row[0] for row in list(csv.reader(fh))[1:]]
+    expected = ["'" + n if n[0] in "=+-@" else n for n in names]
+    assert written == expected
+    ulta = job(tmp_path, source, "out2", "PORTFOLIO.min_size=3", "PORTFOLIO.max_size=3")
+    md = (ulta.run_dir / "ulta_inversion_report.md").read_text()
+    rows = [line for line in md.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert len(rows) == len(ulta.report.inversions) >= len(HOSTILE)
+    assert all(row.count(" | ") == 5 for row in rows)  # no name broke the table
+    assert "| a\\|b |" in md and "| \\[x\\](http://e) |" in md  # original names, escaped
+
+
+def test_two_runs_in_the_same_second_get_two_folders(done: JobOutcome, tmp_path: Path) -> None:
+    from outputs.writers import write_run_folder
+
+    started = time.localtime()
+    first, _ = write_run_folder(done.report, tmp_path, started)
+    second, _ = write_run_folder(done.report, tmp_path, started)
+    assert first != second and second.name == first.name + "-2"
+    assert sorted(p.name for p in first.iterdir()) == sorted(p.name for p in second.iterdir())
+
+
+def test_the_sweep_only_removes_this_hosts_dead_folders(tmp_path: Path) -> None:
+    from outputs.writers import HOST, sweep_partial_folders
+
+    dead = 2**22 + 12345  # above Linux's default pid_max: no such process
+    mine_dead = tmp_path / f".run_1_a.partial-{HOST}-{dead}"
+    mine_alive = tmp_path / f".run_1_b.partial-{HOST}-{os.getpid()}"
+    other_host = tmp_path / f".run_1_c.partial-elsewhere-{dead}"
+    for folder in (mine_dead, mine_alive, other_host):
+        folder.mkdir()
+    assert sweep_partial_folders(tmp_path) == [mine_dead]
+    assert mine_alive.exists() and other_host.exists()
