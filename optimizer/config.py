@@ -159,6 +159,11 @@ class Config:
     def sizes(self) -> range:
         return range(self.portfolio.min_size, self.portfolio.max_size + 1)
 
+    @property
+    def zone_sizes(self) -> range:
+        """Sizes of each zone's own optimisation (zone mode)."""
+        return range(self.zone_specific.min_size, self.zone_specific.max_size + 1)
+
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """Plain, JSON-ready view by INI section (secrets redacted)."""
         out: dict[str, dict[str, Any]] = {}

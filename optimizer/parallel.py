@@ -35,7 +35,7 @@ class Task:
     algorithm: Any  # a frozen algorithm instance (picklable)
     budget: int
     job_seed: int
-    spawn_key: tuple[int, int]
+    spawn_key: tuple[int, ...]
     time_limit_s: float | None
 
     def run(self, problem: Problem) -> Outcome:

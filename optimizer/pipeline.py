@@ -6,6 +6,7 @@ optional progress callback and its wall time to the report.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -19,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -34,8 +36,9 @@ from optimizer.loader import Dataset, load_csv, sum_by_date
 from optimizer.parallel import Task, run_tasks
 from optimizer.reporting import best_lines, strategy_table, zone_breakdown
 from optimizer.ulta import inversions
+from optimizer.zones import combine, exclude_rows, zone_mode, zone_names, zone_rows, zone_weights
 from outputs import RunReport, write_run_folder
-from outputs.report import AlgorithmResult, InputSummary, PairCorrelation, Winner
+from outputs.report import AlgorithmResult, InputSummary, PairCorrelation, Winner, ZoneRun
 
 ProgressFn = Callable[[str, float], None]
 log = logging.getLogger("heavyopt")
@@ -43,6 +46,7 @@ log = logging.getLogger("heavyopt")
 # Where each step starts on the 0–100 progress scale; the search fills SEARCH_START..SEARCH_END.
 STEP_START = {"load": 0.0, "store": 8.0, "ulta": 12.0, "fetch": 15.0, "correlation": 18.0, "search": 25.0}
 SEARCH_END = 95.0
+ZONES_START = 70.0  # in zone mode the combined search ends here and the zones fill the rest
 OUTPUTS_START = 95.0
 TOP_PAIRS = 20
 
@@ -136,13 +140,24 @@ def compute_threads(config: Config) -> int:
     return config.compute.threads or max((os.cpu_count() or 1) // compute_workers(config), 1)
 
 
-def portfolio_sizes(config: Config, n_strategies: int) -> range:
-    """``min_size..max_size``, capped at the number of strategies available."""
-    return range(config.sizes.start, min(config.sizes.stop, n_strategies + 1))
+def portfolio_sizes(sizes: range, n_strategies: int) -> range:
+    """``sizes`` capped at the number of strategies available."""
+    return range(sizes.start, min(sizes.stop, n_strategies + 1))
 
 
-def _search(config: Config, base: Problem, names: tuple[str, ...], steps: _Steps) -> list[AlgorithmResult]:
-    """Every enabled algorithm on every size, on ``COMPUTE.workers`` processes; results in (size, algorithm) order."""
+def _search(
+    config: Config,
+    base: Problem,
+    names: tuple[str, ...],
+    sizes: range,
+    progress: Callable[[str, float], None],
+    prefix: tuple[int, ...] = (),
+) -> list[AlgorithmResult]:
+    """Every enabled algorithm on every size, on ``COMPUTE.workers`` processes; results in (size, algorithm) order.
+
+    ``prefix`` goes in front of each task's spawn key (a zone's number), so no two searches of
+    a job share a random stream. ``progress`` gets the share of tasks done, 0–1.
+    """
     flags, _ = enabled_algorithms(config)
     tasks = [
         Task(
@@ -150,10 +165,10 @@ def _search(config: Config, base: Problem, names: tuple[str, ...], steps: _Steps
             algorithm=config.algorithm(flag),
             budget=config.optimization.evaluation_budget,
             job_seed=config.general.seed,
-            spawn_key=spawn_key(size, flag),
+            spawn_key=(*prefix, *spawn_key(size, flag)),
             time_limit_s=config.optimization.algorithm_timeout_s or None,
         )
-        for size in portfolio_sizes(config, len(names))
+        for size in sizes
         for flag in flags
     ]
     done = 0
@@ -161,14 +176,13 @@ def _search(config: Config, base: Problem, names: tuple[str, ...], steps: _Steps
     def report(task: Task, outcome: object) -> None:
         nonlocal done
         done += 1
-        pct = STEP_START["search"] + (SEARCH_END - STEP_START["search"]) * done / max(len(tasks), 1)
-        steps.progress(f"search: size {task.size}, {task.algorithm.name}", pct)
+        progress(f"size {task.size}, {task.algorithm.name}", done / max(len(tasks), 1))
 
     outcomes = run_tasks(base, tasks, compute_workers(config), report)
     return [_as_result(outcome, task.spawn_key, names) for task, outcome in zip(tasks, outcomes, strict=True)]
 
 
-def _as_result(outcome: RunResult | FailedRun, key: tuple[int, int], names: tuple[str, ...]) -> AlgorithmResult:
+def _as_result(outcome: RunResult | FailedRun, key: tuple[int, ...], names: tuple[str, ...]) -> AlgorithmResult:
     if isinstance(outcome, FailedRun):
         return AlgorithmResult(
             size=outcome.size,
@@ -325,6 +339,123 @@ def _result_row(r: AlgorithmResult) -> ResultRow:
     return ResultRow(r.size, r.algorithm, r.status, r.fitness, r.evaluations, r.seconds, r.strategies, r.error)
 
 
+@dataclass(frozen=True, eq=False)
+class _Optimised:
+    """One optimisation of one stored matrix (the whole input, or one zone)."""
+
+    dates: np.ndarray  # (T,)
+    original: np.ndarray  # (T, S) before ULTA, all strategies
+    inverted_all: np.ndarray  # (S,) bool, what ULTA inverted
+    keep: np.ndarray  # indices of the searched strategies (GENERAL.strat_limit)
+    names: tuple[str, ...]  # searched strategies, ULTA names
+    pnl: np.ndarray  # (T, searched) after ULTA
+    units: np.ndarray
+    universe: float
+    pairs: tuple[PairCorrelation, ...]
+    results: list[AlgorithmResult]
+    winner: Winner
+
+
+def _optimise(
+    key: str,
+    dates: np.ndarray,
+    zones: tuple[str, ...] | None,
+    original: np.ndarray,
+    strategies: tuple[str, ...],
+    *,
+    path: Path,
+    config: Config,
+    db: Backend,
+    sizes: range,
+    step: Callable[[str], Any],
+    progress: Callable[[str, float], None],
+    prefix: tuple[int, ...] = (),
+) -> _Optimised:
+    """Store → ULTA in SQL → fetch → correlation → search → winner, for one matrix of rows."""
+    with step("store"):
+        db.store_pnl(key, dates, zones, strategies, original)
+    with step("ulta"):
+        if config.optimization.apply_ulta_logic:
+            db.apply_ulta(key)
+    with step("fetch"):
+        stored = db.fetch_pnl(key)
+        days, pnl_all = sum_by_date(stored.dates, stored.pnl)
+    _check_unique_after_ulta(path, strategies, stored.strategies)
+    with step("correlation"):
+        keep = limit_strategies(pnl_all, config)
+        pnl = np.ascontiguousarray(pnl_all[:, keep])
+        names = tuple(stored.strategies[j] for j in keep.tolist())
+        units, nonconstant = unit_columns(np, pnl)
+        universe = average_pairwise(units)
+        pairs = tuple(
+            PairCorrelation(names[p.first], names[p.second], p.correlation) for p in top_pairs(units, TOP_PAIRS)
+        )
+    with step("search"):
+        base = Problem.from_pnl(
+            pnl, units, nonconstant, sizes.start, _objective(config), threads=compute_threads(config)
+        )
+        results = _search(config, base, names, portfolio_sizes(sizes, len(names)), progress, prefix)
+        winner = _winner(results, pnl, units, names, config)
+    return _Optimised(
+        days,
+        sum_by_date(dates, original)[1],
+        stored.inverted,
+        keep,
+        names,
+        pnl,
+        units,
+        universe,
+        pairs,
+        results,
+        winner,
+    )
+
+
+def _zone_runs(
+    job_id: str, path: Path, dataset: Dataset, config: Config, db: Backend, steps: _Steps, weights: dict[str, float]
+) -> tuple[ZoneRun, ...]:
+    """Each zone optimised on its own rows: its own ULTA, correlation and search (brief §6)."""
+    zones = list(weights)
+    runs = []
+    with steps.step("zones", ZONES_START):
+        for k, zone in enumerate(zones):
+            low = ZONES_START + (SEARCH_END - ZONES_START) * k / len(zones)
+            high = ZONES_START + (SEARCH_END - ZONES_START) * (k + 1) / len(zones)
+
+            def progress(what: str, share: float, zone: str = zone, low: float = low, high: float = high) -> None:
+                steps.progress(f"zone {zone}: {what}", low + (high - low) * share)
+
+            dates, rows = zone_rows(dataset, zone)
+            done = _optimise(
+                f"{job_id}.z{k + 1}",
+                dates,
+                None,
+                rows,
+                dataset.strategies,
+                path=path,
+                config=config,
+                db=db,
+                sizes=config.zone_sizes,
+                step=lambda name: contextlib.nullcontext(),
+                progress=progress,
+                prefix=(k + 1,),
+            )
+            members = np.array(done.winner.members)
+            runs.append(
+                ZoneRun(
+                    zone=zone,
+                    weight=weights[zone],
+                    days=int(dates.shape[0]),
+                    inverted=int(done.inverted_all.sum()),
+                    results=tuple(done.results),
+                    winner=done.winner,
+                    dates=tuple(str(d) for d in done.dates),
+                    daily=tuple(done.pnl[:, members].mean(axis=1).tolist()),
+                )
+            )
+    return tuple(runs)
+
+
 def _run_stored(
     job_id: str,
     path: Path,
@@ -335,34 +466,50 @@ def _run_stored(
     created_at: str,
     skipped: list[str],
 ) -> RunReport:
-    with steps.step("store", STEP_START["store"]):
-        db.store_pnl(job_id, dataset.dates, dataset.zones, dataset.strategies, dataset.pnl)
-    with steps.step("ulta", STEP_START["ulta"]):
-        if config.optimization.apply_ulta_logic:
-            db.apply_ulta(job_id)
-    with steps.step("fetch", STEP_START["fetch"]):
-        stored = db.fetch_pnl(job_id)
-        dates, pnl_all = sum_by_date(stored.dates, stored.pnl)
-    _check_unique_after_ulta(path, dataset.strategies, stored.strategies)
-    inverted = tuple(inversions(dataset.daily()[1], dataset.strategies, stored.inverted))
+    dataset, excluded = exclude_rows(dataset)
+    zoned = zone_mode(config) and dataset.zones is not None
+    weights = zone_weights(config, zone_names(dataset)) if zoned else {}
+    search_end = ZONES_START if zoned else SEARCH_END
 
-    with steps.step("correlation", STEP_START["correlation"]):
-        keep = limit_strategies(pnl_all, config)
-        pnl = np.ascontiguousarray(pnl_all[:, keep])
-        names = tuple(stored.strategies[j] for j in keep.tolist())
-        units, nonconstant = unit_columns(np, pnl)
-        universe = average_pairwise(units)
-        pairs = tuple(
-            PairCorrelation(names[p.first], names[p.second], p.correlation) for p in top_pairs(units, TOP_PAIRS)
+    def progress(what: str, share: float) -> None:
+        steps.progress(f"search: {what}", STEP_START["search"] + (search_end - STEP_START["search"]) * share)
+
+    def step(name: str) -> Any:
+        return steps.step(name, STEP_START[name])
+
+    if zoned:  # the combined optimisation: the weighted sum over zones of each date
+        dates, matrix = combine(dataset, weights)
+        main = _optimise(
+            job_id,
+            dates,
+            None,
+            matrix,
+            dataset.strategies,
+            path=path,
+            config=config,
+            db=db,
+            sizes=config.sizes,
+            step=step,
+            progress=progress,
         )
-    with steps.step("search", STEP_START["search"]):
-        base = Problem.from_pnl(
-            pnl, units, nonconstant, config.portfolio.min_size, _objective(config), threads=compute_threads(config)
+    else:
+        main = _optimise(
+            job_id,
+            dataset.dates,
+            dataset.zones,
+            dataset.pnl,
+            dataset.strategies,
+            path=path,
+            config=config,
+            db=db,
+            sizes=config.sizes,
+            step=step,
+            progress=progress,
         )
-        results = _search(config, base, names, steps)
-        winner = _winner(results, pnl, units, names, config)
-    members = np.array(winner.members)
+    zone_runs = _zone_runs(job_id, path, dataset, config, db, steps, weights) if zoned else None
+    members = np.array(main.winner.members)
     ppy = config.optimization.periods_per_year
+    oriented_rows = np.where(main.inverted_all, -dataset.pnl, dataset.pnl)[:, main.keep]
     return RunReport(
         job_id=job_id,
         created_at=created_at,
@@ -370,14 +517,15 @@ def _run_stored(
         input=InputSummary(
             file=path.name,
             sha256=dataset.sha256,
-            rows=dataset.n_rows,
-            days=int(dates.shape[0]),
+            rows=dataset.n_rows + excluded,
+            days=int(main.dates.shape[0]),
             strategies=len(dataset.strategies),
             blank_cells=dataset.blank_cells,
             date_format=dataset.date_format,
-            first_date=str(dates[0]),
-            last_date=str(dates[-1]),
-            zones=tuple(sorted(set(dataset.zones))) if dataset.zones is not None else None,
+            first_date=str(main.dates[0]),
+            last_date=str(main.dates[-1]),
+            zones=tuple(zone_names(dataset)) if dataset.zones is not None else None,
+            excluded_rows=excluded,
         ),
         config=config.to_dict(),
         seed=config.general.seed,
@@ -385,16 +533,18 @@ def _run_stored(
         compute={"array_module": "numpy", "workers": compute_workers(config), "threads": compute_threads(config)},
         timings_s=tuple(steps.timings.items()),
         ulta_enabled=config.optimization.apply_ulta_logic,
-        inversions=inverted,
-        universe_average_correlation=universe,
-        top_pairs=pairs,
-        results=tuple(results),
+        inversions=tuple(inversions(main.original, dataset.strategies, main.inverted_all)),
+        universe_average_correlation=main.universe,
+        top_pairs=main.pairs,
+        results=tuple(main.results),
         skipped_algorithms=tuple(skipped),
-        winner=winner,
+        winner=main.winner,
         peak_rss_mb=peak_rss_mb(),
-        dates=tuple(str(d) for d in dates),
-        strategy_metrics=strategy_table(pnl, names, stored.inverted[keep], ppy),
-        winner_daily=tuple(pnl[:, members].mean(axis=1).tolist()),
-        algorithm_best=best_lines(results, pnl),
-        zone_breakdown=zone_breakdown(stored.pnl[:, keep], stored.dates, stored.zones, members, ppy),
+        dates=tuple(str(d) for d in main.dates),
+        strategy_metrics=strategy_table(main.pnl, main.names, main.inverted_all[main.keep], ppy),
+        winner_daily=tuple(main.pnl[:, members].mean(axis=1).tolist()),
+        algorithm_best=best_lines(main.results, main.pnl),
+        zone_breakdown=zone_breakdown(oriented_rows, dataset.dates, dataset.zones, members, ppy),
+        zone_weights=tuple(weights.items()),
+        zone_runs=zone_runs,
     )

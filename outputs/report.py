@@ -20,6 +20,7 @@ class InputSummary:
     first_date: str
     last_date: str
     zones: tuple[str, ...] | None
+    excluded_rows: int = 0  # rows dropped for an empty or "Outside Market" zone
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ class AlgorithmResult:
     evaluations: int
     seconds: float
     strategies: tuple[str, ...]
-    spawn_key: tuple[int, int]
+    spawn_key: tuple[int, ...]
     members: tuple[int, ...] = ()  # indices into the searched strategies, same order as ``strategies``
     trace: tuple[tuple[int, float], ...] = ()
     timed_out: bool = False
@@ -110,6 +111,20 @@ class ZoneResult:
 
 
 @dataclass(frozen=True)
+class ZoneRun:
+    """One zone optimised on its own rows (zone mode)."""
+
+    zone: str
+    weight: float  # normalised weight in the combined optimisation
+    days: int
+    inverted: int  # strategies ULTA inverted on this zone's rows
+    results: tuple[AlgorithmResult, ...]
+    winner: Winner
+    dates: tuple[str, ...]
+    daily: tuple[float, ...]  # the zone winner's daily series
+
+
+@dataclass(frozen=True)
 class RunReport:
     job_id: str
     created_at: str
@@ -133,6 +148,8 @@ class RunReport:
     winner_daily: tuple[float, ...] = ()
     algorithm_best: tuple[SeriesLine, ...] = ()
     zone_breakdown: tuple[ZoneResult, ...] | None = None
+    zone_weights: tuple[tuple[str, float], ...] = ()  # normalised, zone mode only
+    zone_runs: tuple[ZoneRun, ...] | None = None  # zone mode only
 
     @property
     def metric(self) -> str:

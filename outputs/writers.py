@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from outputs import charts, tables, text
-from outputs.report import RunReport
+from outputs.report import RunReport, Winner
 
 SCHEMA_VERSION = 1
 
@@ -75,7 +75,39 @@ def execution_summary(report: RunReport) -> dict[str, Any]:
             }
             for r in report.results
         ],
-        "winner": {k: v for k, v in asdict(report.winner).items() if k != "members"},
+        "winner": _winner(report.winner),
+        "zones": _zones(report),
+    }
+
+
+def _winner(winner: Winner) -> dict[str, Any]:
+    return {k: v for k, v in asdict(winner).items() if k != "members"}
+
+
+def _zones(report: RunReport) -> dict[str, Any] | None:
+    """Zone figures: null without a Zone column; ``runs`` only in zone mode."""
+    if report.zone_breakdown is None:
+        return None
+    return {
+        "excluded_rows": report.input.excluded_rows,
+        "weights": dict(report.zone_weights) or None,
+        "winner_by_zone": [asdict(z) for z in report.zone_breakdown],
+        "runs": None
+        if report.zone_runs is None
+        else [
+            {
+                "zone": run.zone,
+                "weight": run.weight,
+                "days": run.days,
+                "inverted": run.inverted,
+                "winner": _winner(run.winner),
+                "results": [
+                    {k: getattr(r, k) for k in ("size", "algorithm", "status", "fitness", "evaluations", "seconds")}
+                    for r in run.results
+                ],
+            }
+            for run in report.zone_runs
+        ],
     }
 
 

@@ -145,6 +145,9 @@ def _stable_json(path: Path) -> dict[str, object]:
         summary.pop(key)
     for result in summary["results"]:
         result.pop("seconds")
+    for run in (summary["zones"] or {}).get("runs") or []:
+        for result in run["results"]:
+            result.pop("seconds")
     return summary
 
 

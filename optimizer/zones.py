@@ -1,0 +1,102 @@
+"""Zone data (brief §6): excluded rows, zone weights, the weighted combination, each zone's rows."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from optimizer.config import Config
+from optimizer.errors import ConfigError, InputError
+from optimizer.loader import Dataset
+
+EXCLUDED_ZONES = ("", "outside market")  # compared case-insensitively, after stripping
+
+
+def zone_mode(config: Config) -> bool:
+    """Zone mode: ``OPTIMIZATION.zone_optimization_enabled`` (or the legacy ``ZONE_SPECIFIC_OPTIMIZATION.enable``)."""
+    return config.optimization.zone_optimization_enabled or config.zone_specific.enable
+
+
+def exclude_rows(dataset: Dataset) -> tuple[Dataset, int]:
+    """Drop rows whose zone is empty or ``Outside Market``; returns the rest and how many were dropped."""
+    if dataset.zones is None:
+        return dataset, 0
+    keep = np.array([z.strip().lower() not in EXCLUDED_ZONES for z in dataset.zones])
+    dropped = int((~keep).sum())
+    if dropped == 0:
+        return dataset, 0
+    if len(np.unique(dataset.dates[keep])) < 2:
+        raise InputError(
+            f"input error: {dataset.source.rsplit('/', 1)[-1]}, column 'Zone': after dropping {dropped} rows with an "
+            "empty or 'Outside Market' zone, fewer than 2 trading days are left"
+        )
+    pnl = dataset.pnl[keep]
+    pnl.setflags(write=False)
+    return (
+        dataclasses.replace(
+            dataset,
+            dates=dataset.dates[keep],
+            zones=tuple(z for z, k in zip(dataset.zones, keep.tolist(), strict=True) if k),
+            pnl=pnl,
+            metadata={
+                name: tuple(v for v, k in zip(values, keep.tolist(), strict=True) if k)
+                for name, values in dataset.metadata.items()
+            },
+        ),
+        dropped,
+    )
+
+
+def zone_names(dataset: Dataset) -> list[str]:
+    return sorted(set(dataset.zones or ()))
+
+
+def zone_weights(config: Config, zones: list[str]) -> dict[str, float]:
+    """``[ZONE_WEIGHTS]`` normalised to sum 1 over the input's zones (default: equal).
+
+    Raises
+    ------
+    ConfigError
+        A weight names a zone the input does not have, or every weight is 0.
+    """
+    by_lower = {z.lower(): z for z in zones}
+    weights = dict.fromkeys(zones, 1.0) if not config.zone_weights else dict.fromkeys(zones, 0.0)
+    for name, weight in config.zone_weights:
+        zone = by_lower.get(name.strip().lower())
+        if zone is None:
+            raise ConfigError(
+                f"config error: ZONE_WEIGHTS.{name}: the input has no zone {name!r} (its zones: {', '.join(zones)}); "
+                "remove the key or fix its name"
+            )
+        weights[zone] = weight
+    total = sum(weights.values())
+    if total <= 0:
+        raise ConfigError("config error: ZONE_WEIGHTS: every weight is 0; give at least one zone a positive weight")
+    return {zone: weight / total for zone, weight in weights.items()}
+
+
+def combine(dataset: Dataset, weights: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
+    """The weighted sum over zones of each date's rows.
+
+    Because a portfolio's series is the mean of its members, the ``weights``-weighted sum
+    over zones of each zone's member mean equals the member mean of this combination, so
+    the combined optimisation is an ordinary one on it.
+
+    Returns
+    -------
+    dates : datetime64[D], shape (days,), ascending.
+    pnl : float64, shape (days, S).
+    """
+    unique, inverse = np.unique(dataset.dates, return_inverse=True)
+    factor = np.array([weights[z] for z in dataset.zones or ()])
+    combined = np.zeros((unique.shape[0], dataset.pnl.shape[1]))
+    np.add.at(combined, inverse, dataset.pnl * factor[:, None])
+    return unique, combined
+
+
+def zone_rows(dataset: Dataset, zone: str) -> tuple[np.ndarray, np.ndarray]:
+    """One zone's rows, dates ascending: (dates (days,), pnl (days, S))."""
+    mask = np.array([z == zone for z in dataset.zones or ()])
+    order = np.argsort(dataset.dates[mask], kind="stable")
+    return dataset.dates[mask][order], dataset.pnl[mask][order]
