@@ -53,5 +53,13 @@ def zone_breakdown(
         mask = zones == zone
         order = np.argsort(row_dates[mask], kind="stable")
         daily = rows_pnl[mask][order][:, members].mean(axis=1)
-        out.append(ZoneResult(zone=str(zone), days=int(mask.sum()), metrics=portfolio_report(daily, periods_per_year)))
+        out.append(
+            ZoneResult(
+                zone=str(zone),
+                days=int(mask.sum()),
+                metrics=portfolio_report(daily, periods_per_year),
+                dates=tuple(str(d) for d in row_dates[mask][order]),
+                daily=tuple(daily.tolist()),
+            )
+        )
     return tuple(out)

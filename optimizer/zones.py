@@ -11,6 +11,7 @@ from optimizer.errors import ConfigError, InputError
 from optimizer.loader import Dataset
 
 EXCLUDED_ZONES = ("", "outside market")  # compared case-insensitively, after stripping
+DEFAULT_WEIGHT = 1.0
 
 
 def zone_mode(config: Config) -> bool:
@@ -53,7 +54,7 @@ def zone_names(dataset: Dataset) -> list[str]:
 
 
 def zone_weights(config: Config, zones: list[str]) -> dict[str, float]:
-    """``[ZONE_WEIGHTS]`` normalised to sum 1 over the input's zones (default: equal).
+    """``[ZONE_WEIGHTS]`` normalised to sum 1 over the input's zones; a zone not listed weighs 1.
 
     Raises
     ------
@@ -61,7 +62,7 @@ def zone_weights(config: Config, zones: list[str]) -> dict[str, float]:
         A weight names a zone the input does not have, or every weight is 0.
     """
     by_lower = {z.lower(): z for z in zones}
-    weights = dict.fromkeys(zones, 1.0) if not config.zone_weights else dict.fromkeys(zones, 0.0)
+    weights = dict.fromkeys(zones, DEFAULT_WEIGHT)  # a zone not listed keeps the default; 0 leaves it out
     for name, weight in config.zone_weights:
         zone = by_lower.get(name.strip().lower())
         if zone is None:

@@ -15,6 +15,7 @@ from outputs.report import RunReport
 DPI = 100
 EQUITY_SIZE_IN = (12.0, 8.0)  # → 1200 × 800 px
 COMPARISON_SIZE_IN = (14.0, 10.0)  # → 1400 × 1000 px
+ZONE_PANEL_IN = (7.0, 4.0)  # one panel per zone, two across
 WIDE_RANGE = 1e3  # fitness spanning more than this factor is drawn on a symmetric-log axis
 
 
@@ -113,4 +114,44 @@ def algorithm_comparison(report: RunReport, path: Path) -> None:
     _fitness_axis(convergence, traces)
     convergence.grid(True, alpha=0.3)
     convergence.legend(fontsize=8, loc="best")
+    _save(figure, path)
+
+
+def zone_equity_curves(report: RunReport, path: Path) -> None:
+    """Zone mode: per zone, its own best portfolio's equity beside the overall winner's in that zone."""
+    runs = report.zone_runs or ()
+    columns = min(len(runs), 2) or 1
+    rows = -(-len(runs) // columns) or 1
+    figure = Figure(figsize=(ZONE_PANEL_IN[0] * columns, ZONE_PANEL_IN[1] * rows), layout="constrained")
+    axes = np.atleast_1d(figure.subplots(rows, columns, squeeze=False).ravel())
+    overall = {z.zone: z for z in report.zone_breakdown or ()}
+    for axis, run in zip(axes, runs, strict=False):
+        days = np.array(run.dates, dtype="datetime64[D]")
+        axis.plot(
+            days,
+            np.cumsum(run.daily),
+            color="C0",
+            linewidth=1.8,
+            label=f"zone best: {run.winner.algorithm}, size {run.winner.size}",
+        )
+        theirs = overall.get(run.zone)
+        if theirs is not None and theirs.dates == run.dates:
+            axis.plot(
+                days,
+                np.cumsum(theirs.daily),
+                color="black",
+                linewidth=1.2,
+                linestyle="--",
+                label=f"overall winner in this zone (ROI {theirs.metrics['total_roi']:,.0f})",
+            )
+        axis.set_title(f"Zone {run.zone} (weight {run.weight:.2f}, {run.days} days)")
+        axis.set_ylabel("Cumulative P&L (currency)")
+        axis.grid(True, alpha=0.3)
+        axis.legend(fontsize=8, loc="upper left")
+        locator = AutoDateLocator()
+        axis.xaxis.set_major_locator(locator)
+        axis.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+    for axis in axes[len(runs) :]:
+        axis.set_visible(False)
+    figure.suptitle(f"Each zone's best portfolio and the overall winner — job {report.job_id}")
     _save(figure, path)

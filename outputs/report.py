@@ -108,6 +108,8 @@ class ZoneResult:
     zone: str
     days: int
     metrics: dict[str, float]
+    dates: tuple[str, ...] = ()
+    daily: tuple[float, ...] = ()  # the portfolio's series on this zone's rows
 
 
 @dataclass(frozen=True)

@@ -175,25 +175,41 @@ def optimization_workbook(report: RunReport, path: Path) -> None:
         [None, book.money, book.money, book.money, book.ratio],
         [44, 16, 16, 14, 18],
     )
-    if report.zone_breakdown is None:
-        zones: list[list[Any]] = [["(no Zone column in the input)", "", "", "", "", ""]]
-    else:
-        zones = [
-            [
-                z.zone,
-                z.days,
-                z.metrics["total_roi"],
-                z.metrics["max_drawdown"],
-                z.metrics["win_percentage"],
-                z.metrics["sharpe_ratio"],
-            ]
-            for z in report.zone_breakdown
-        ]
     book.table(
         "Zones",
-        ["Zone", "Rows", "Winner ROI", "Winner max drawdown", "Winner win %", "Winner sharpe"],
-        zones,
-        [None, None, book.money, book.money, book.ratio, book.ratio],
-        [30, 8, 14, 18, 12, 12],
+        [
+            "Zone",
+            "Rows",
+            "Weight",
+            "Zone best size",
+            "Zone best algorithm",
+            "Zone best fitness",
+            "Zone best ROI",
+            "Winner ROI",
+            "Winner max drawdown",
+            "Winner win %",
+            "Winner sharpe",
+        ],
+        _zone_rows(report),
+        [None, None, book.ratio, None, None, book.general, book.money, book.money, book.money, book.ratio, book.ratio],
+        [24, 8, 9, 10, 22, 16, 14, 14, 18, 12, 12],
     )
     book.book.close()
+
+
+def _zone_rows(report: RunReport) -> list[list[Any]]:
+    """One row per zone: its own best (zone mode) and the overall winner's figures in it."""
+    if report.zone_breakdown is None:
+        return [["(no Zone column in the input)", *[""] * 10]]
+    own = {run.zone: run for run in report.zone_runs or ()}
+    rows: list[list[Any]] = []
+    for z in report.zone_breakdown:
+        run = own.get(z.zone)
+        best: list[Any] = (
+            [run.weight, run.winner.size, run.winner.algorithm, run.winner.fitness, run.winner.metrics["total_roi"]]
+            if run
+            else ["", "", "(zone mode off)", "", ""]
+        )
+        m = z.metrics
+        rows.append([z.zone, z.days, *best, m["total_roi"], m["max_drawdown"], m["win_percentage"], m["sharpe_ratio"]])
+    return rows

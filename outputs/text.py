@@ -101,10 +101,26 @@ def zone_analysis_report(report: RunReport) -> str:
         ]
         return "\n".join(lines)
     w = report.winner
+    excluded = report.input.excluded_rows
     lines += [
-        f"Zones in the input: {', '.join(_code(z.zone) for z in zones)}. The portfolio was optimised on whole "
-        "days (each date's zones summed); below is how the winning portfolio "
-        f"(size {w.size}, {w.algorithm}) performed in each zone on its own.",
+        f"Zones in the input: {', '.join(_code(z.zone) for z in zones)}. "
+        + (
+            f"{excluded:,} rows with an empty or `Outside Market` zone were left out."
+            if excluded
+            else "No row had an empty or `Outside Market` zone."
+        ),
+        "",
+    ]
+    if report.zone_runs is not None:
+        lines += _zone_runs(report)
+        basis = "the zone-weighted combination of each date (weights above)"
+    else:
+        basis = "whole days (each date's zones summed); zone mode (`OPTIMIZATION.zone_optimization_enabled`) was off"
+    lines += [
+        "## The overall winner in each zone",
+        "",
+        f"The winning portfolio (size {w.size}, {w.algorithm}) was optimised on {basis}. "
+        "Below is how it performed in each zone on its own.",
         "",
         "| zone | rows | total ROI | max drawdown | win % | profit factor | sharpe | VaR 95% |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
@@ -116,13 +132,32 @@ def zone_analysis_report(report: RunReport) -> str:
             f"{m['win_percentage']:.1f} | {number(m['profit_factor'])} | {number(m['sharpe_ratio'])} | "
             f"{money(m['var_95'])} |"
         )
-    lines += [
+    return "\n".join(lines) + "\n"
+
+
+def _zone_runs(report: RunReport) -> list[str]:
+    """Zone mode: each zone's own best portfolio, and its strategies."""
+    runs = report.zone_runs or ()
+    lines = [
+        "## Each zone's own best portfolio",
         "",
-        "Each zone's own best portfolio (zone mode, `OPTIMIZATION.zone_optimization_enabled`) is not available "
-        "in this version.",
+        "Each zone optimised on its own rows — its own ULTA, correlation and search, sizes "
+        f"{report.config['ZONE_SPECIFIC_OPTIMIZATION']['min_size']}..{report.config['ZONE_SPECIFIC_OPTIMIZATION']['max_size']}.",
         "",
+        "| zone | weight | days | inverted | size | algorithm | fitness | total ROI | max drawdown | win % | sharpe |",
+        "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|",
     ]
-    return "\n".join(lines)
+    for run in runs:
+        m = run.winner.metrics
+        lines.append(
+            f"| {_cell(run.zone)} | {run.weight:.4f} | {run.days} | {run.inverted} | {run.winner.size} | "
+            f"{run.winner.algorithm} | {number(run.winner.fitness)} | {money(m['total_roi'])} | "
+            f"{money(m['max_drawdown'])} | {m['win_percentage']:.1f} | {number(m['sharpe_ratio'])} |"
+        )
+    for run in runs:
+        lines += ["", f"### Zone {_cell(run.zone)}: {len(run.winner.strategies)} strategies", ""]
+        lines += [f"{rank}. {_cell(name)}" for rank, name in enumerate(run.winner.strategies, start=1)]
+    return [*lines, ""]
 
 
 def _grid(report: RunReport) -> list[str]:
@@ -184,6 +219,13 @@ def performance_report(report: RunReport) -> str:
         "BEST FITNESS BY SIZE AND ALGORITHM",
         *_grid(report),
     ]
+    if report.zone_runs is not None:
+        lines += ["", "ZONE MODE: the winner above optimised the zone-weighted combination; each zone's own best:"]
+        lines += [
+            f"zone {run.zone} (weight {run.weight:.4f}): size {run.winner.size}, {run.winner.algorithm}, "
+            f"fitness {number(run.winner.fitness)}"
+            for run in report.zone_runs
+        ]
     failed = [r for r in report.results if r.status != "ok"]
     if failed:
         lines += ["", "FAILED RUNS", *(f"size {r.size}, {r.algorithm}: {r.error}" for r in failed)]

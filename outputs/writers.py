@@ -91,7 +91,7 @@ def _zones(report: RunReport) -> dict[str, Any] | None:
     return {
         "excluded_rows": report.input.excluded_rows,
         "weights": dict(report.zone_weights) or None,
-        "winner_by_zone": [asdict(z) for z in report.zone_breakdown],
+        "winner_by_zone": [{"zone": z.zone, "days": z.days, "metrics": z.metrics} for z in report.zone_breakdown],
         "runs": None
         if report.zone_runs is None
         else [
@@ -137,6 +137,12 @@ def write_best_portfolios(report: RunReport, folder: Path) -> None:
         write_atomic(folder / f"best_portfolio_size{size}.txt", text.best_portfolio(report, best))
 
 
+def write_zone_chart(report: RunReport, folder: Path) -> None:
+    """Only in zone mode: each zone's best portfolio beside the overall winner."""
+    if report.zone_runs:
+        _file_writer("zone_equity_curves.png", charts.zone_equity_curves)(report, folder)
+
+
 # The eight files of brief §5, then the predecessor's. error_log.txt is written last by write_run_folder.
 WRITERS: dict[str, Callable[[RunReport, Path], None]] = {
     "ulta_inversion_report.md": _text_writer("ulta_inversion_report.md", text.ulta_inversion_report),
@@ -150,7 +156,9 @@ WRITERS: dict[str, Callable[[RunReport, Path], None]] = {
     "best_portfolio_size<n>.txt": write_best_portfolios,
     "strategy_metrics.csv": _text_writer("strategy_metrics.csv", tables.strategy_metrics),
     "optimization_summary.txt": _text_writer("optimization_summary.txt", text.optimization_summary),
+    "zone_equity_curves.png": write_zone_chart,
 }
+
 
 HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "host"
 _PARTIAL = re.compile(r"^\.run_.+\.partial-(?P<host>[A-Za-z0-9-]+)-(?P<pid>\d+)$")
