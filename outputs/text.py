@@ -138,11 +138,14 @@ def zone_analysis_report(report: RunReport) -> str:
 def _zone_runs(report: RunReport) -> list[str]:
     """Zone mode: each zone's own best portfolio, and its strategies."""
     runs = report.zone_runs or ()
+    sizes = sorted({r.size for run in runs for r in run.results})
     lines = [
         "## Each zone's own best portfolio",
         "",
         "Each zone optimised on its own rows — its own ULTA, correlation and search, sizes "
-        f"{report.config['ZONE_SPECIFIC_OPTIMIZATION']['min_size']}..{report.config['ZONE_SPECIFIC_OPTIMIZATION']['max_size']}.",
+        f"{sizes[0]}..{sizes[-1]} (`ZONE_SPECIFIC_OPTIMIZATION`, capped at the strategies available)."
+        if sizes
+        else "Each zone optimised on its own rows.",
         "",
         "| zone | weight | days | inverted | size | algorithm | fitness | total ROI | max drawdown | win % | sharpe |",
         "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|",
