@@ -36,7 +36,7 @@ from optimizer.loader import Dataset, load_csv, sum_by_date
 from optimizer.parallel import Task, run_tasks
 from optimizer.reporting import best_lines, strategy_table, zone_breakdown
 from optimizer.ulta import inversions
-from optimizer.zones import combine, exclude_rows, zone_mode, zone_names, zone_rows, zone_weights
+from optimizer.zones import check_zones, combine, exclude_rows, zone_mode, zone_names, zone_rows, zone_weights
 from outputs import RunReport, write_run_folder
 from outputs.report import AlgorithmResult, InputSummary, PairCorrelation, Winner, ZoneRun
 
@@ -246,6 +246,8 @@ def run_job(
     """
     path = Path(input_path)
     job_id = job_id or new_job_id(path)
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", job_id):  # also keeps zone sub-jobs (<job_id>.z<k>) apart
+        raise ValueError(f"job id {job_id!r}: use letters, digits, '_' and '-' only")
     started_struct = time.localtime()
     created_at = datetime.now(UTC).isoformat(timespec="seconds")
     steps = _Steps(progress)
@@ -469,6 +471,8 @@ def _run_stored(
     dataset, excluded = exclude_rows(dataset)
     zoned = zone_mode(config) and dataset.zones is not None
     weights = zone_weights(config, zone_names(dataset)) if zoned else {}
+    if zoned:
+        check_zones(dataset, config, len(dataset.strategies))
     search_end = ZONES_START if zoned else SEARCH_END
 
     def progress(what: str, share: float) -> None:
@@ -533,7 +537,8 @@ def _run_stored(
         compute={"array_module": "numpy", "workers": compute_workers(config), "threads": compute_threads(config)},
         timings_s=tuple(steps.timings.items()),
         ulta_enabled=config.optimization.apply_ulta_logic,
-        inversions=tuple(inversions(main.original, dataset.strategies, main.inverted_all)),
+        # Described on the input's own daily totals; in zone mode the decision was made on the combination.
+        inversions=tuple(inversions(dataset.daily()[1], dataset.strategies, main.inverted_all)),
         universe_average_correlation=main.universe,
         top_pairs=main.pairs,
         results=tuple(main.results),

@@ -82,18 +82,47 @@ def combine(dataset: Dataset, weights: dict[str, float]) -> tuple[np.ndarray, np
 
     Because a portfolio's series is the mean of its members, the ``weights``-weighted sum
     over zones of each zone's member mean equals the member mean of this combination, so
-    the combined optimisation is an ordinary one on it.
+    the combined optimisation is an ordinary one on it. Only zones with a positive weight
+    take part: a date none of them has is not a day of the combination. A zone with no row
+    on a date counts as 0 that day (its strategies did not trade).
 
     Returns
     -------
     dates : datetime64[D], shape (days,), ascending.
     pnl : float64, shape (days, S).
     """
-    unique, inverse = np.unique(dataset.dates, return_inverse=True)
     factor = np.array([weights[z] for z in dataset.zones or ()])
+    counted = factor > 0
+    unique, inverse = np.unique(dataset.dates[counted], return_inverse=True)
     combined = np.zeros((unique.shape[0], dataset.pnl.shape[1]))
-    np.add.at(combined, inverse, dataset.pnl * factor[:, None])
+    np.add.at(combined, inverse, dataset.pnl[counted] * factor[counted, None])
     return unique, combined
+
+
+def check_zones(dataset: Dataset, config: Config, strategies: int) -> None:
+    """Zone mode's preconditions, checked before any work: every zone has 2 days, and the
+    zone sizes can be met.
+
+    Raises
+    ------
+    InputError, ConfigError
+        Naming the zone, or the key and the number of strategies.
+    """
+    name = dataset.source.rsplit("/", 1)[-1]
+    for zone in zone_names(dataset):
+        days = len(np.unique(zone_rows(dataset, zone)[0]))
+        if days < 2:
+            raise InputError(
+                f"input error: {name}, column 'Zone': zone {zone!r} has {days} trading day; each zone needs at least "
+                "2 in zone mode — add its days, remove its rows, or turn zone mode off"
+            )
+    low = config.zone_specific.min_size
+    available = min(strategies, config.general.strat_limit or strategies)
+    if low > available:
+        raise ConfigError(
+            f"config error: ZONE_SPECIFIC_OPTIMIZATION.min_size = {low} is more than the {available} strategies "
+            "available to each zone; lower it"
+        )
 
 
 def zone_rows(dataset: Dataset, zone: str) -> tuple[np.ndarray, np.ndarray]:

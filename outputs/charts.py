@@ -30,6 +30,11 @@ def _colours(report: RunReport) -> dict[str, str]:
     return {name: f"C{i % 10}" for i, name in enumerate(names)}
 
 
+def _plain(text: str) -> str:
+    """Text from the input shown as is: a ``$`` would start matplotlib's maths markup."""
+    return text.replace("$", r"\$")
+
+
 def _dates(report: RunReport) -> np.ndarray:
     return np.array(report.dates, dtype="datetime64[D]")
 
@@ -144,7 +149,7 @@ def zone_equity_curves(report: RunReport, path: Path) -> None:
                 linestyle="--",
                 label=f"overall winner in this zone (ROI {theirs.metrics['total_roi']:,.0f})",
             )
-        axis.set_title(f"Zone {run.zone} (weight {run.weight:.2f}, {run.days} days)")
+        axis.set_title(f"Zone {_plain(run.zone)} (weight {run.weight:.2f}, {run.days} days)")
         axis.set_ylabel("Cumulative P&L (currency)")
         axis.grid(True, alpha=0.3)
         axis.legend(fontsize=8, loc="upper left")

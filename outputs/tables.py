@@ -189,10 +189,24 @@ def optimization_workbook(report: RunReport, path: Path) -> None:
             "Winner max drawdown",
             "Winner win %",
             "Winner sharpe",
+            "Zone best strategies",
         ],
         _zone_rows(report),
-        [None, None, book.ratio, None, None, book.general, book.money, book.money, book.money, book.ratio, book.ratio],
-        [24, 8, 9, 10, 22, 16, 14, 14, 18, 12, 12],
+        [
+            None,
+            None,
+            book.ratio,
+            None,
+            None,
+            book.general,
+            book.money,
+            book.money,
+            book.money,
+            book.ratio,
+            book.ratio,
+            None,
+        ],
+        [24, 8, 9, 10, 22, 16, 14, 14, 18, 12, 12, 80],
     )
     book.book.close()
 
@@ -200,7 +214,7 @@ def optimization_workbook(report: RunReport, path: Path) -> None:
 def _zone_rows(report: RunReport) -> list[list[Any]]:
     """One row per zone: its own best (zone mode) and the overall winner's figures in it."""
     if report.zone_breakdown is None:
-        return [["(no Zone column in the input)", *[""] * 10]]
+        return [["(no Zone column in the input)", *[""] * 11]]
     own = {run.zone: run for run in report.zone_runs or ()}
     rows: list[list[Any]] = []
     for z in report.zone_breakdown:
@@ -211,5 +225,17 @@ def _zone_rows(report: RunReport) -> list[list[Any]]:
             else ["", "", "(zone mode off)", "", ""]
         )
         m = z.metrics
-        rows.append([z.zone, z.days, *best, m["total_roi"], m["max_drawdown"], m["win_percentage"], m["sharpe_ratio"]])
+        strategies = ", ".join(run.winner.strategies) if run else ""
+        rows.append(
+            [
+                z.zone,
+                z.days,
+                *best,
+                m["total_roi"],
+                m["max_drawdown"],
+                m["win_percentage"],
+                m["sharpe_ratio"],
+                strategies,
+            ]
+        )
     return rows

@@ -76,6 +76,13 @@ def ulta_inversion_report(report: RunReport) -> str:
         "P&L). Worst day and the ratio total / |worst day| describe the original series.",
         "",
     ]
+    if report.zone_runs is not None:
+        lines += [
+            "Zone mode: the decision was made on the zone-weighted combination of each date; the figures below are "
+            "the input's own daily totals (all zones summed). Each zone's own inversions are counted in the zone "
+            "report.",
+            "",
+        ]
     if not rows:
         return "\n".join([*lines, "No strategy had a negative total.", ""])
     lines += [
@@ -199,8 +206,10 @@ def performance_report(report: RunReport) -> str:
         f"Job:                   {report.job_id}",
         f"Heavy Optimizer:       {report.version}",
         f"Input:                 {i.file} (sha256 {i.sha256[:16]}…)",
-        f"Data:                  {i.rows:,} rows, {i.days} days ({i.first_date} – {i.last_date}), "
-        f"{i.strategies:,} strategies, {i.blank_cells:,} blank cells",
+        f"Data:                  {i.rows:,} rows"
+        + (f" ({i.excluded_rows:,} excluded: empty or Outside Market zone)" if i.excluded_rows else "")
+        + f", {i.days} days ({i.first_date} – {i.last_date}), {i.strategies:,} strategies, "
+        f"{i.blank_cells:,} blank cells",
         "",
         "PARAMETERS",
         f"Metric:                {report.metric} − {penalty:g} × avg correlation",

@@ -159,3 +159,67 @@ def test_the_sample_in_zone_mode_names_all_four_zones(tmp_path: Path, zones_samp
     assert "## Each zone's own best portfolio" in report
     for zone in "ABCD":
         assert f"| {zone} | 0.2500 | 22 |" in report and f"### Zone {zone}:" in report
+
+
+def test_a_date_only_a_weight_zero_zone_has_is_not_a_combined_day(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    pnl = rng.normal(0, 100, (6, 3, 12)).round(2)
+    source = write_zoned(tmp_path / "z.csv", 6, ["A", "B", "C"], pnl)
+    with source.open("a", newline="") as fh:  # a date on which only zone C traded
+        csv.writer(fh).writerow(["2024-03-28", "C", *rng.normal(0, 100, 12).round(2).tolist()])
+    sets = [
+        "ZONE_WEIGHTS.C=0",
+        "PORTFOLIO.min_size=3",
+        "PORTFOLIO.max_size=3",
+        "ZONE_SPECIFIC_OPTIMIZATION.min_size=3",
+        "ZONE_SPECIFIC_OPTIMIZATION.max_size=3",
+    ]
+    done = run(tmp_path, source, "out", *sets)
+    assert done.report.input.days == 6 and "2024-03-28" not in done.report.dates
+
+
+def test_zone_preconditions_are_checked_before_any_work(tmp_path: Path) -> None:
+    from optimizer.errors import InputError
+
+    pnl = np.random.default_rng(6).normal(0, 100, (5, 2, 8)).round(2)
+    source = write_zoned(tmp_path / "z.csv", 5, ["A", "B"], pnl)
+    with pytest.raises(ConfigError, match=r"ZONE_SPECIFIC_OPTIMIZATION\.min_size = 10 is more than the 8 strategies"):
+        run(tmp_path, source, "out", "PORTFOLIO.min_size=3", "PORTFOLIO.max_size=3")
+    with source.open("a", newline="") as fh:
+        csv.writer(fh).writerow(["2024-03-20", "Lonely", *[1.0] * 8])
+    with pytest.raises(InputError, match="zone 'Lonely' has 1 trading day"):
+        run(
+            tmp_path,
+            source,
+            "out",
+            "PORTFOLIO.min_size=3",
+            "PORTFOLIO.max_size=3",
+            "ZONE_SPECIFIC_OPTIMIZATION.min_size=3",
+        )
+    assert not (tmp_path / "out").exists()
+
+
+def test_zone_mode_ulta_report_shows_the_inputs_own_totals(tmp_path: Path) -> None:
+    pnl = np.random.default_rng(7).normal(0, 100, (8, 2, 10)).round(2)
+    source = write_zoned(tmp_path / "z.csv", 8, ["$x^$", "B"], pnl)
+    sets = [
+        "ZONE_WEIGHTS.B=3",
+        "PORTFOLIO.min_size=3",
+        "PORTFOLIO.max_size=3",
+        "ZONE_SPECIFIC_OPTIMIZATION.min_size=3",
+        "ZONE_SPECIFIC_OPTIMIZATION.max_size=3",
+    ]
+    done = run(tmp_path, source, "out", *sets)
+    totals = pnl.sum(axis=(0, 1))
+    for inv in done.report.inversions:
+        assert inv.original_total == pytest.approx(totals[int(inv.name[1:])])
+    assert (
+        "decision was made on the zone-weighted combination" in (done.run_dir / "ulta_inversion_report.md").read_text()
+    )
+    assert (done.run_dir / "error_log.txt").read_text().startswith("No errors")  # '$' in a zone name drew fine
+    assert (done.run_dir / "zone_equity_curves.png").exists()
+
+
+def test_job_ids_are_plain(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="letters, digits"):
+        run_job(tmp_path / "x.csv", load_config(environ={}), out_dir=tmp_path, job_id="a.z1")
