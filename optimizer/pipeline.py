@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import re
 import resource
 import sys
@@ -24,17 +23,24 @@ from typing import Any
 
 import numpy as np
 
-from algorithms import REGISTRY, FailedRun, RunResult
 from algorithms.correlation import average_pairwise, top_pairs, unit_columns
-from algorithms.fitness import Objective, metric_values, portfolio_report
 from algorithms.problem import Problem
 from dal import Backend, ResultRow, open_backend
 from optimizer import __version__
 from optimizer.config import Config, database_url
 from optimizer.errors import BackendUnavailable, HeavyOptError, InputError, JobFailed
 from optimizer.loader import Dataset, load_csv, sum_by_date
-from optimizer.parallel import Task, run_tasks
 from optimizer.reporting import best_lines, strategy_table, zone_breakdown
+from optimizer.search import (
+    compute_threads,
+    compute_workers,
+    enabled_algorithms,
+    limit_strategies,
+    objective,
+    pick_winner,
+    portfolio_sizes,
+    search,
+)
 from optimizer.ulta import inversions
 from optimizer.zones import check_zones, combine, exclude_rows, zone_mode, zone_names, zone_rows, zone_weights
 from outputs import RunReport, write_run_folder
@@ -49,19 +55,6 @@ SEARCH_END = 95.0
 ZONES_START = 70.0  # in zone mode the combined search ends here and the zones fill the rest
 OUTPUTS_START = 95.0
 TOP_PAIRS = 20
-
-# Algorithms in a fixed order: the index is part of each run's seed (spawn key), so adding
-# or disabling one never changes another's random stream.
-ALGORITHM_ORDER = (
-    "use_genetic_algorithm",
-    "use_particle_swarm",
-    "use_simulated_annealing",
-    "use_differential_evolution",
-    "use_ant_colony",
-    "use_hill_climbing",
-    "use_bayesian_optimization",
-    "use_random_search",
-)
 
 
 @dataclass(frozen=True)
@@ -83,27 +76,6 @@ def peak_rss_mb() -> float:
     return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
 
 
-def spawn_key(size: int, algorithm_flag: str) -> tuple[int, int]:
-    """The key that spawns one (size, algorithm)'s generator from the job seed."""
-    return (size, ALGORITHM_ORDER.index(algorithm_flag))
-
-
-def enabled_algorithms(config: Config) -> tuple[list[str], list[str]]:
-    """(flags to run, flags enabled but not available in this version)."""
-    on = [flag for flag in ALGORITHM_ORDER if getattr(config.algorithms, flag)]
-    return [f for f in on if f in REGISTRY], [f for f in on if f not in REGISTRY]
-
-
-def limit_strategies(pnl: np.ndarray, config: Config) -> np.ndarray:
-    """Indices of the strategies to search: all, or the ``GENERAL.strat_limit`` best by the metric alone."""
-    n = pnl.shape[1]
-    limit = config.general.strat_limit
-    if limit == 0 or limit >= n:
-        return np.arange(n)
-    alone = metric_values(np, pnl.T, config.general.metric, config.optimization.periods_per_year)
-    return np.sort(np.argsort(-alone, kind="stable")[:limit])
-
-
 class _Steps:
     """Times steps and forwards progress."""
 
@@ -119,109 +91,6 @@ class _Steps:
             yield
         finally:
             self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - started
-
-
-def _objective(config: Config) -> Objective:
-    return Objective(
-        metric=config.general.metric,
-        penalty_weight=config.penalty_weight,
-        drawdown_threshold=config.optimization.drawdown_threshold,
-        periods_per_year=config.optimization.periods_per_year,
-    )
-
-
-def compute_workers(config: Config) -> int:
-    """Processes for the search: ``COMPUTE.workers``, 0 = one per CPU core."""
-    return config.compute.workers or (os.cpu_count() or 1)
-
-
-def compute_threads(config: Config) -> int:
-    """Threads inside one batched evaluation: ``COMPUTE.threads``; 0 = the cores left per worker."""
-    return config.compute.threads or max((os.cpu_count() or 1) // compute_workers(config), 1)
-
-
-def portfolio_sizes(sizes: range, n_strategies: int) -> range:
-    """``sizes`` capped at the number of strategies available."""
-    return range(sizes.start, min(sizes.stop, n_strategies + 1))
-
-
-def _search(
-    config: Config,
-    base: Problem,
-    names: tuple[str, ...],
-    sizes: range,
-    progress: Callable[[str, float], None],
-    prefix: tuple[int, ...] = (),
-) -> list[AlgorithmResult]:
-    """Every enabled algorithm on every size, on ``COMPUTE.workers`` processes; results in (size, algorithm) order.
-
-    ``prefix`` goes in front of each task's spawn key (a zone's number), so no two searches of
-    a job share a random stream. ``progress`` gets the share of tasks done, 0–1.
-    """
-    flags, _ = enabled_algorithms(config)
-    tasks = [
-        Task(
-            size=size,
-            algorithm=config.algorithm(flag),
-            budget=config.optimization.evaluation_budget,
-            job_seed=config.general.seed,
-            spawn_key=(*prefix, *spawn_key(size, flag)),
-            time_limit_s=config.optimization.algorithm_timeout_s or None,
-        )
-        for size in sizes
-        for flag in flags
-    ]
-    done = 0
-
-    def report(task: Task, outcome: object) -> None:
-        nonlocal done
-        done += 1
-        progress(f"size {task.size}, {task.algorithm.name}", done / max(len(tasks), 1))
-
-    outcomes = run_tasks(base, tasks, compute_workers(config), report)
-    return [_as_result(outcome, task.spawn_key, names) for task, outcome in zip(tasks, outcomes, strict=True)]
-
-
-def _as_result(outcome: RunResult | FailedRun, key: tuple[int, ...], names: tuple[str, ...]) -> AlgorithmResult:
-    if isinstance(outcome, FailedRun):
-        return AlgorithmResult(
-            size=outcome.size,
-            algorithm=outcome.algorithm,
-            status="failed",
-            fitness=None,
-            evaluations=outcome.evaluations,
-            seconds=outcome.seconds,
-            strategies=(),
-            spawn_key=key,
-            error=outcome.error,
-        )
-    return AlgorithmResult(
-        size=outcome.size,
-        algorithm=outcome.algorithm,
-        status="ok",
-        fitness=outcome.fitness,
-        evaluations=outcome.evaluations,
-        seconds=outcome.seconds,
-        strategies=tuple(names[i] for i in outcome.portfolio),
-        spawn_key=key,
-        members=outcome.portfolio,
-        trace=outcome.trace,
-        timed_out=outcome.timed_out,
-    )
-
-
-def _winner(
-    results: list[AlgorithmResult], pnl: np.ndarray, units: np.ndarray, names: tuple[str, ...], config: Config
-) -> Winner:
-    ok = [r for r in results if r.status == "ok" and r.fitness is not None]
-    if not ok:
-        reasons = "; ".join(f"size {r.size} {r.algorithm}: {r.error}" for r in results[:3])
-        raise JobFailed(f"job failed: no algorithm produced a portfolio ({reasons})")
-    best = max(ok, key=lambda r: r.fitness if r.fitness is not None else -np.inf)  # first of equals
-    members = np.array(best.members)
-    metrics = portfolio_report(pnl[:, members].mean(axis=1), config.optimization.periods_per_year)
-    metrics["avg_correlation"] = average_pairwise(units, members)
-    return Winner(best.size, best.algorithm, float(best.fitness or 0.0), best.strategies, metrics, best.members)
 
 
 def run_job(
@@ -394,10 +263,10 @@ def _optimise(
         )
     with step("search"):
         base = Problem.from_pnl(
-            pnl, units, nonconstant, sizes.start, _objective(config), threads=compute_threads(config)
+            pnl, units, nonconstant, sizes.start, objective(config), threads=compute_threads(config)
         )
-        results = _search(config, base, names, portfolio_sizes(sizes, len(names)), progress, prefix)
-        winner = _winner(results, pnl, units, names, config)
+        results = search(config, base, names, portfolio_sizes(sizes, len(names)), progress, prefix)
+        winner = pick_winner(results, pnl, units, names, config)
     return _Optimised(
         days,
         sum_by_date(dates, original)[1],
@@ -481,35 +350,22 @@ def _run_stored(
     def step(name: str) -> Any:
         return steps.step(name, STEP_START[name])
 
+    dates, zones, matrix = dataset.dates, dataset.zones, dataset.pnl
     if zoned:  # the combined optimisation: the weighted sum over zones of each date
-        dates, matrix = combine(dataset, weights)
-        main = _optimise(
-            job_id,
-            dates,
-            None,
-            matrix,
-            dataset.strategies,
-            path=path,
-            config=config,
-            db=db,
-            sizes=config.sizes,
-            step=step,
-            progress=progress,
-        )
-    else:
-        main = _optimise(
-            job_id,
-            dataset.dates,
-            dataset.zones,
-            dataset.pnl,
-            dataset.strategies,
-            path=path,
-            config=config,
-            db=db,
-            sizes=config.sizes,
-            step=step,
-            progress=progress,
-        )
+        (dates, matrix), zones = combine(dataset, weights), None
+    main = _optimise(
+        job_id,
+        dates,
+        zones,
+        matrix,
+        dataset.strategies,
+        path=path,
+        config=config,
+        db=db,
+        sizes=config.sizes,
+        step=step,
+        progress=progress,
+    )
     zone_runs = _zone_runs(job_id, path, dataset, config, db, steps, weights) if zoned else None
     members = np.array(main.winner.members)
     ppy = config.optimization.periods_per_year

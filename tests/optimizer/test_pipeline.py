@@ -172,7 +172,7 @@ def test_cupy_is_refused_until_the_gpu_path_exists(tmp_path: Path, csv_file: Pat
 
 
 def test_a_zero_fitness_outranks_a_negative_one() -> None:
-    from optimizer.pipeline import _winner
+    from optimizer.search import pick_winner
     from outputs.report import AlgorithmResult
 
     pnl = np.array([[1.0, -1.0, 2.0], [-1.0, 1.0, -3.0], [0.5, 0.5, 1.0]])
@@ -180,8 +180,8 @@ def test_a_zero_fitness_outranks_a_negative_one() -> None:
     zero = AlgorithmResult(2, "hill_climbing", "ok", 0.0, 1, 0.1, ("a", "b"), (2, 5), members=(0, 1))
     negative = AlgorithmResult(2, "random_search", "ok", -3.0, 1, 0.1, ("a", "c"), (2, 7), members=(0, 2))
     cfg = load_config(environ={})
-    assert _winner([zero, negative], pnl, units, ("a", "b", "c"), cfg).algorithm == "hill_climbing"
-    assert _winner([negative, zero], pnl, units, ("a", "b", "c"), cfg).algorithm == "hill_climbing"
+    assert pick_winner([zero, negative], pnl, units, ("a", "b", "c"), cfg).algorithm == "hill_climbing"
+    assert pick_winner([negative, zero], pnl, units, ("a", "b", "c"), cfg).algorithm == "hill_climbing"
 
 
 def test_a_name_clash_after_ulta_is_an_input_error(tmp_path: Path) -> None:
