@@ -51,7 +51,7 @@ class Dataset:
     pnl : float64 array, shape (rows, strategies). Finite; blank cells are 0.
     dates : datetime64[D] array, shape (rows,).
     zones : the ``Zone`` value of each row, or None without a Zone column.
-    blanks_per_strategy : int64 array, shape (strategies,), blank cells per column.
+    blank_columns : per row, the int64 indices of its blank cells (usually empty).
     metadata : canonical metadata column name -> its raw value per row.
     """
 
@@ -61,13 +61,20 @@ class Dataset:
     dates: np.ndarray
     zones: tuple[str, ...] | None
     pnl: np.ndarray
-    blanks_per_strategy: np.ndarray
+    blank_columns: tuple[np.ndarray, ...]
     date_format: str
     metadata: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
+    def blanks_per_strategy(self) -> np.ndarray:
+        """int64, shape (strategies,): blank cells per column."""
+        columns = [c for c in self.blank_columns if c.size]
+        flat = np.concatenate(columns) if columns else np.empty(0, dtype=np.int64)
+        return np.bincount(flat, minlength=len(self.strategies)).astype(np.int64)
+
+    @property
     def blank_cells(self) -> int:
-        return int(self.blanks_per_strategy.sum())
+        return int(sum(c.size for c in self.blank_columns))
 
     @property
     def n_rows(self) -> int:
@@ -321,7 +328,8 @@ def load_csv(path: str | Path, *, date_format: str = "auto", min_strategies: int
         pick = (lambda row: (row[strat_pos[0]],)) if len(strat_pos) == 1 else getter
 
     values: list[np.ndarray] = []
-    blanks = np.zeros(len(strategies), dtype=np.int64)
+    blank_columns: list[np.ndarray] = []
+    no_blanks = np.empty(0, dtype=np.int64)
     meta: dict[str, list[str]] = {name: [] for name in meta_pos}
     row_numbers: list[int] = []
     for row_no, row in records:
@@ -334,8 +342,7 @@ def load_csv(path: str | Path, *, date_format: str = "auto", min_strategies: int
             raise _fail(path, f"row {row_no}, column {width + 1 + extra}", "a value under a column that has no name")
         cells = pick(row)
         row_values, row_blanks = _parse_cells(path, row_no, cells, strategies)
-        if row_blanks is not None:
-            blanks += row_blanks
+        blank_columns.append(np.flatnonzero(row_blanks) if row_blanks is not None else no_blanks)
         values.append(row_values)
         for name, pos in meta_pos.items():
             meta[name].append(row[pos].strip())
@@ -360,7 +367,7 @@ def load_csv(path: str | Path, *, date_format: str = "auto", min_strategies: int
         dates=dates,
         zones=zones,
         pnl=pnl,
-        blanks_per_strategy=blanks,
+        blank_columns=tuple(blank_columns),
         date_format=fmt,
         metadata={k: tuple(v) for k, v in meta.items() if k != "Date"},
     )

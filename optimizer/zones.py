@@ -40,6 +40,7 @@ def exclude_rows(dataset: Dataset) -> tuple[Dataset, int]:
             dates=dataset.dates[keep],
             zones=tuple(z for z, k in zip(dataset.zones, keep.tolist(), strict=True) if k),
             pnl=pnl,
+            blank_columns=tuple(c for c, k in zip(dataset.blank_columns, keep.tolist(), strict=True) if k),
             metadata={
                 name: tuple(v for v, k in zip(values, keep.tolist(), strict=True) if k)
                 for name, values in dataset.metadata.items()

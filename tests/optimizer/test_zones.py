@@ -223,3 +223,12 @@ def test_zone_mode_ulta_report_shows_the_inputs_own_totals(tmp_path: Path) -> No
 def test_job_ids_are_plain(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="letters, digits"):
         run_job(tmp_path / "x.csv", load_config(environ={}), out_dir=tmp_path, job_id="a.z1")
+
+
+def test_blank_cells_of_excluded_rows_are_not_counted(tmp_path: Path) -> None:
+    text = "Date,Zone,a,b,c\n2024-01-01,A,1,,3\n2024-01-02,A,1,2,3\n2024-01-03,Outside Market,,,\n"
+    (tmp_path / "z.csv").write_text(text)
+    data = load_csv(tmp_path / "z.csv", min_strategies=2)
+    assert data.blank_cells == 4
+    kept, dropped = exclude_rows(data)
+    assert dropped == 1 and kept.blank_cells == 1 and kept.blanks_per_strategy.tolist() == [0, 1, 0]
