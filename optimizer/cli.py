@@ -74,7 +74,7 @@ def run(
             TextColumn("{task.percentage:>3.0f}%"),
             TimeElapsedColumn(),
             console=err,
-            disable=quiet,
+            disable=quiet or not err.is_terminal,
             transient=True,
         )
         with progress:

@@ -69,8 +69,9 @@ def test_bad_input_is_one_clear_line(tmp_path: Path, text: str, where: str) -> N
     done = heavyopt("run", "bad.csv", "-q", *SMALL, cwd=tmp_path)
     assert done.returncode == 3
     assert "Traceback" not in done.stderr
+    assert done.stderr.count("\n") == 1  # exactly one line, nothing around it
     line = done.stderr.strip()
-    assert "\n" not in line and line.startswith("heavyopt: input error: bad.csv") and where in line
+    assert line.startswith("heavyopt: input error: bad.csv") and where in line
     assert not (tmp_path / "output").exists()
 
 
