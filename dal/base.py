@@ -111,8 +111,11 @@ JOB_FIELDS = (
 )
 
 
-def open_backend(url: str) -> Backend:
+def open_backend(url: str, *, lock_wait_s: float = 600.0) -> Backend:
     """A backend for ``duckdb:///path/to/file.duckdb`` (or ``duckdb:///:memory:``).
+
+    A DuckDB file is opened per operation; while another process holds it, an operation
+    waits up to ``lock_wait_s`` (``DATABASE.lock_wait_s``) before giving up.
 
     Raises
     ------
@@ -123,7 +126,7 @@ def open_backend(url: str) -> Backend:
     if scheme == "duckdb" and sep:
         from dal.duckdb_backend import DuckDBBackend
 
-        return DuckDBBackend(rest[1:] if rest.startswith("/") else rest)
+        return DuckDBBackend(rest[1:] if rest.startswith("/") else rest, lock_wait_s=lock_wait_s)
     raise BackendUnavailable(
         f"database error: DATABASE.url {url.split('@')[-1]!r}: unsupported scheme {scheme!r}; "
         "use duckdb:///path/to/file.duckdb (the embedded default)"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,6 +29,8 @@ SCHEMA = (
         evaluations BIGINT, seconds DOUBLE, strategies VARCHAR, error VARCHAR)""",
 )
 
+LOCK_WAIT_S = 600.0  # how long an operation waits for another process to release the file
+
 # Portable SQL (DuckDB and HeavyDB share it): the strategies to invert.
 ULTA_SELECT = f"""
     SELECT strategy_idx FROM pnl WHERE job_id = ?
@@ -37,34 +40,59 @@ ULTA_SELECT = f"""
 class DuckDBBackend:
     """Backend over one DuckDB file (``:memory:`` for a throw-away database)."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, lock_wait_s: float = LOCK_WAIT_S) -> None:
         self.path = path
         self.url = f"duckdb:///{path}"
+        self.lock_wait_s = lock_wait_s
+        # A file is opened per operation, so jobs in other processes can use it in between (DuckDB allows
+        # one writing process at a time); an in-memory database lives as long as this object.
+        self._memory = duckdb.connect(":memory:") if path == ":memory:" else None
+        with self._connection() as con:
+            for statement in SCHEMA:
+                con.execute(statement)
+
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        deadline = time.monotonic() + self.lock_wait_s
+        while True:
+            try:
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+                return duckdb.connect(self.path)
+            except (duckdb.Error, OSError) as exc:
+                first = str(exc).splitlines()[0]
+                locked = "lock" in first.lower()
+                if locked and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                    continue
+                hint = (
+                    f"another process has held it for {self.lock_wait_s:g} s; stop it or set "
+                    "DATABASE.data_dir to another folder"
+                    if locked
+                    else "check DATABASE.data_dir / DATABASE.url and the folder's permissions"
+                )
+                raise BackendUnavailable(f"database error: cannot open {self.path}: {first}; {hint}") from None
+
+    @contextmanager
+    def _connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        if self._memory is not None:
+            yield self._memory
+            return
+        con = self._connect()
         try:
-            if path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
-            self._con = duckdb.connect(path)
-        except (duckdb.Error, OSError) as exc:
-            first = str(exc).splitlines()[0]
-            hint = (
-                "another heavyopt process is using it; wait for it or set DATABASE.data_dir to another folder"
-                if "lock" in first.lower()
-                else "check DATABASE.data_dir / DATABASE.url and the folder's permissions"
-            )
-            raise BackendUnavailable(f"database error: cannot open {path}: {first}; {hint}") from None
-        for statement in SCHEMA:
-            self._con.execute(statement)
+            yield con
+        finally:
+            con.close()
 
     @contextmanager
     def _transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """The statements inside commit together or not at all."""
-        self._con.execute("BEGIN TRANSACTION")
-        try:
-            yield self._con
-        except BaseException:
-            self._con.execute("ROLLBACK")
-            raise
-        self._con.execute("COMMIT")
+        with self._connection() as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                yield con
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
 
     def _delete_pnl(self, con: duckdb.DuckDBPyConnection, job_id: str) -> None:
         for table in ("pnl", "days", "strategies"):
@@ -96,8 +124,8 @@ class DuckDBBackend:
                 "pnl": np.ascontiguousarray(pnl, dtype=np.float64).ravel(),
             },
         }
-        try:
-            with self._transaction() as con:
+        with self._transaction() as con:
+            try:
                 self._delete_pnl(con, job_id)
                 for name, columns in tables.items():
                     con.register(name, columns)
@@ -108,9 +136,9 @@ class DuckDBBackend:
                     "INSERT INTO strategies SELECT ?, strategy_idx, name, FALSE FROM heavyopt_strategies", [job_id]
                 )
                 con.execute("INSERT INTO pnl SELECT ?, day_idx, strategy_idx, pnl FROM heavyopt_pnl", [job_id])
-        finally:
-            for name in tables:
-                self._con.unregister(name)
+            finally:
+                for name in tables:
+                    con.unregister(name)
 
     def apply_ulta(self, job_id: str) -> int:
         """Invert the job's losing strategies in SQL; returns how many of its strategies are inverted.
@@ -133,7 +161,10 @@ class DuckDBBackend:
         return int(count[0]) if count else 0
 
     def fetch_pnl(self, job_id: str) -> StoredPnl:
-        con = self._con
+        with self._connection() as con:
+            return self._fetch_pnl(con, job_id)
+
+    def _fetch_pnl(self, con: duckdb.DuckDBPyConnection, job_id: str) -> StoredPnl:
         days = con.execute("SELECT trade_date, zone FROM days WHERE job_id = ? ORDER BY day_idx", [job_id]).fetchall()
         strat = con.execute(
             "SELECT strategy_idx, name, inverted FROM strategies WHERE job_id = ? ORDER BY strategy_idx", [job_id]
@@ -187,35 +218,38 @@ class DuckDBBackend:
                 con.executemany("INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", values)
 
     def job(self, job_id: str) -> dict[str, Any] | None:
-        cur = self._con.execute("SELECT * FROM jobs WHERE job_id = ?", [job_id])
-        row = cur.fetchone()
-        if row is None:
-            return None
-        return dict(zip([d[0] for d in cur.description], row, strict=True))
+        with self._connection() as con:
+            cur = con.execute("SELECT * FROM jobs WHERE job_id = ?", [job_id])
+            row = cur.fetchone()
+            if row is None:
+                return None
+            return dict(zip([d[0] for d in cur.description], row, strict=True))
 
     def results(self, job_id: str) -> list[dict[str, Any]]:
-        cur = self._con.execute("SELECT * FROM results WHERE job_id = ? ORDER BY size, algorithm", [job_id])
-        names = [d[0] for d in cur.description]
-        out = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        with self._connection() as con:
+            cur = con.execute("SELECT * FROM results WHERE job_id = ? ORDER BY size, algorithm", [job_id])
+            names = [d[0] for d in cur.description]
+            rows = cur.fetchall()
+        out = [dict(zip(names, row, strict=True)) for row in rows]
         for row in out:
             row["strategies"] = json.loads(row["strategies"])
         return out
 
     def prune(self, keep_pnl_jobs: int) -> int:
         """Delete the P&L of all but the newest ``keep_pnl_jobs`` jobs; returns how many jobs were pruned."""
-        con = self._con
-        stored = con.execute(
-            "SELECT job_id FROM days UNION SELECT job_id FROM strategies UNION SELECT job_id FROM pnl"
-        ).fetchall()
-        newest = con.execute(
-            "SELECT job_id FROM jobs ORDER BY created_at DESC NULLS LAST LIMIT ?", [keep_pnl_jobs]
-        ).fetchall()
-        keep = {r[0] for r in newest}
-        old = sorted(r[0] for r in stored if r[0] not in keep)
-        for job_id in old:
-            with self._transaction() as tx:
-                self._delete_pnl(tx, job_id)
+        with self._transaction() as con:
+            stored = con.execute(
+                "SELECT job_id FROM days UNION SELECT job_id FROM strategies UNION SELECT job_id FROM pnl"
+            ).fetchall()
+            newest = con.execute(
+                "SELECT job_id FROM jobs ORDER BY created_at DESC NULLS LAST LIMIT ?", [keep_pnl_jobs]
+            ).fetchall()
+            keep = {r[0] for r in newest}
+            old = sorted(r[0] for r in stored if r[0] not in keep)
+            for job_id in old:
+                self._delete_pnl(con, job_id)
         return len(old)
 
     def close(self) -> None:
-        self._con.close()
+        if self._memory is not None:
+            self._memory.close()

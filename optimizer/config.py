@@ -53,6 +53,15 @@ _BOUNDS: dict[tuple[str, str], tuple[float | None, float | None]] = {
     ("COMPUTE", "threads"): (0, 256),
     ("COMPUTE", "workers"): (0, 256),
     ("DATABASE", "keep_pnl_jobs"): (0, None),
+    ("DATABASE", "lock_wait_s"): (0.0, None),
+    ("QUEUE", "settle_s"): (0.0, None),
+    ("QUEUE", "rescan_s"): (0.5, None),
+    ("QUEUE", "poll_interval_s"): (0.1, None),
+    ("QUEUE", "workers"): (1, 64),
+    ("QUEUE", "job_timeout_s"): (1.0, None),
+    ("QUEUE", "max_attempts"): (1, 100),
+    ("QUEUE", "max_input_mb"): (0.001, None),
+    ("QUEUE", "stop_grace_s"): (0.0, None),
 }
 
 
@@ -113,6 +122,7 @@ class Database:
     url: str = ""  # empty: duckdb:///<data_dir>/heavyopt.duckdb
     data_dir: str = ""  # empty: $XDG_DATA_HOME/heavyopt or ~/.local/share/heavyopt
     keep_pnl_jobs: int = 5  # P&L rows of older jobs are deleted; job records and results are kept
+    lock_wait_s: float = 600.0  # how long to wait while another process (another job) uses the DuckDB file
 
     def __repr__(self) -> str:  # the URL may carry a password
         return f"Database(url={redact_url(self.url)!r}, data_dir={self.data_dir!r})"
@@ -131,6 +141,22 @@ class Output:
 
 
 @dataclass(frozen=True)
+class Queue:
+    """The job queue daemon on the share (``heavyopt watch``); see docs/operations.md."""
+
+    share: str = ""  # share root holding input/, jobs/, output/, archive/
+    settle_s: float = 2.0  # a file counts once its size and mtime are unchanged this long
+    rescan_s: float = 30.0  # full rescan of input/ and jobs/queue/ besides the file events
+    poll: bool = False  # poll instead of inotify (a share mounted over CIFS/NFS)
+    poll_interval_s: float = 2.0
+    workers: int = 1  # jobs run at the same time
+    job_timeout_s: float = 3600.0
+    max_attempts: int = 3  # starts of one job across daemon crashes/restarts before it is failed
+    max_input_mb: float = 2048.0
+    stop_grace_s: float = 60.0  # on SIGTERM, how long running jobs may take to finish
+
+
+@dataclass(frozen=True)
 class Config:
     general: General = field(default_factory=General)
     portfolio: Portfolio = field(default_factory=Portfolio)
@@ -142,6 +168,7 @@ class Config:
     database: Database = field(default_factory=Database)
     compute: Compute = field(default_factory=Compute)
     output: Output = field(default_factory=Output)
+    queue: Queue = field(default_factory=Queue)
     algorithm_settings: tuple[tuple[str, Any], ...] = field(
         default_factory=lambda: tuple((flag, cls()) for flag, cls in REGISTRY.items())
     )
@@ -192,7 +219,10 @@ SECTIONS: dict[str, str] = {
     "DATABASE": "database",
     "COMPUTE": "compute",
     "OUTPUT": "output",
+    "QUEUE": "queue",
 }
+# Sections a job may set (sidecar INI, job file); the rest belong to the server.
+SERVER_SECTIONS = ("DATABASE", "COMPUTE", "OUTPUT", "QUEUE")
 
 Layer = dict[str, dict[str, tuple[str, str]]]  # section -> key -> (raw value, where it came from)
 

@@ -129,7 +129,7 @@ def run_job(
 
     with steps.step("load", STEP_START["load"]):
         dataset = load_csv(path, date_format=config.input.date_format, min_strategies=config.portfolio.min_size)
-    backend = open_backend(database_url(config))
+    backend = open_backend(database_url(config), lock_wait_s=config.database.lock_wait_s)
     try:
         backend.record_job(
             job_id,

@@ -145,7 +145,35 @@ def test_a_locked_file_names_the_problem(tmp_path: Path) -> None:
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
-        with pytest.raises(BackendUnavailable, match="another heavyopt process"):
-            open_backend(f"duckdb:///{path}")
+        with pytest.raises(BackendUnavailable, match=r"another process has held it for 0\.3 s"):
+            open_backend(f"duckdb:///{path}", lock_wait_s=0.3)
     finally:
         holder.communicate("", timeout=30)
+    open_backend(f"duckdb:///{path}", lock_wait_s=0.3).close()
+
+
+def test_a_busy_file_is_waited_for(tmp_path: Path) -> None:
+    """Two jobs in two processes share one DuckDB file: each operation waits for the other's to end."""
+    import subprocess
+    import sys
+    import textwrap
+
+    path = tmp_path / "busy.duckdb"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
+            import duckdb, time
+            con = duckdb.connect({str(path)!r}); print("ready", flush=True); time.sleep(1.0); con.close()
+        """),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+    backend = open_backend(f"duckdb:///{path}", lock_wait_s=60)
+    backend.record_job("j1", status="running")
+    assert holder.communicate(timeout=30)[0] == ""
+    assert holder.returncode == 0
+    assert backend.job("j1")["status"] == "running"
