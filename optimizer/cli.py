@@ -202,6 +202,45 @@ def bench(
 
 
 @app.command()
+def watch(
+    share: Annotated[
+        Path | None, typer.Option(help="Share root with input/, jobs/, output/, archive/ [QUEUE.share].")
+    ] = None,
+    config_file: ConfigOpt = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Job database and DuckDB store [DATABASE.data_dir].")] = None,
+    poll: Annotated[bool | None, typer.Option("--poll/--inotify", help="Poll (CIFS/NFS mounts) [QUEUE.poll].")] = None,
+    sets: SetOpt = None,
+) -> None:
+    """Watch a share for CSVs and job files; run each as a job; publish results (runs until SIGTERM)."""
+    import logging
+    import signal
+
+    from jobqueue.daemon import Daemon, server_layers, state_dir
+    from jobqueue.share import Share
+    from optimizer.config import build_config
+
+    extra = []
+    if share is not None:
+        extra.append(f"QUEUE.share={share}")
+    if data_dir is not None:
+        extra.append(f"DATABASE.data_dir={data_dir.absolute()}")
+    if poll is not None:
+        extra.append(f"QUEUE.poll={poll}")
+    try:
+        layers = server_layers([config_file] if config_file else [], [*(sets or []), *extra])
+        config = build_config(layers)
+        if not config.queue.share:
+            raise ConfigError("config error: QUEUE.share is not set; give --share DIR or set it in the config file")
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        daemon = Daemon(Share(Path(config.queue.share).absolute()), config, layers, state_dir(config).absolute())
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: daemon.stop.set())
+        daemon.run()
+    except HeavyOptError as exc:
+        raise _fail(exc) from None
+
+
+@app.command()
 def version() -> None:
     """Print the version."""
     out.print(f"heavyopt {__version__} (Python {sys.version.split()[0]})")

@@ -1,0 +1,98 @@
+"""One job in its own process: ``python -m jobqueue.runner`` with a JSON spec on stdin.
+
+The daemon starts it in a new session, so a timeout or a stop can kill the job with
+every worker process it started (one process group). It reports on stdout, one JSON
+object per line: ``progress`` events, then exactly one ``completed`` or ``failed``.
+Anything else the job prints goes to stderr (the daemon's log). It dies with the
+daemon (``PR_SET_PDEATHSIG``), so a killed daemon leaves no job running unseen.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import signal
+import sys
+import time
+from typing import Any, TextIO
+
+from optimizer.config import build_config
+from optimizer.errors import HeavyOptError
+from optimizer.pipeline import run_job
+
+PR_SET_PDEATHSIG = 1
+MARKER = "HEAVYOPT_RUNNER_JOB"  # set in the runner's environment (inherited by its workers): "<seq>:<job_id>"
+
+
+def _die_with_parent(parent: int) -> None:
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the daemon died before the line above took effect
+        os._exit(1)
+
+
+class _Events:
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.last: tuple[str, float] = ("", -1.0)
+        self.last_at = 0.0
+
+    def emit(self, event: str, **fields: Any) -> None:
+        self.stream.write(json.dumps({"event": event, **fields}, default=str) + "\n")
+        self.stream.flush()
+
+    def progress(self, step: str, pct: float) -> None:
+        """Every change of step, and otherwise at most 4 a second."""
+        now = time.monotonic()
+        if step == self.last[0] and (pct - self.last[1] < 0.5 or now - self.last_at < 0.25) and pct < 100:
+            return
+        self.last, self.last_at = (step, pct), now
+        self.emit("progress", step=step, progress=round(pct, 2))
+
+
+def main() -> int:
+    started = time.perf_counter()
+    spec = json.load(sys.stdin)
+    _die_with_parent(spec["parent_pid"])
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    events = _Events(os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8"))
+    sys.stdout = sys.stderr  # stray prints must not corrupt the event stream
+    try:
+        config = build_config(
+            [{s: {k: tuple(v) for k, v in keys.items()} for s, keys in layer.items()} for layer in spec["layers"]]
+        )
+        outcome = run_job(
+            spec["input"], config, out_dir=spec["out_dir"], job_id=spec["job_id"], progress=events.progress
+        )
+    except HeavyOptError as exc:
+        events.emit("failed", reason=str(exc), exit_code=exc.exit_code)
+        return exc.exit_code
+    except SystemExit as exc:  # SIGTERM from the daemon (timeout or stop)
+        events.emit("failed", reason="stopped by the daemon", exit_code=exc.code)
+        raise
+    w = outcome.report.winner
+    events.emit(
+        "completed",
+        run_dir=str(outcome.run_dir),
+        winner={
+            "size": w.size,
+            "algorithm": w.algorithm,
+            "fitness": w.fitness,
+            "metrics": w.metrics,
+            "strategies": list(w.strategies),
+        },
+        timings_s=dict(outcome.report.timings_s),
+        inverted=len(outcome.report.inversions),
+        strategies=outcome.report.input.strategies,
+        days=outcome.report.input.days,
+        output_errors=list(outcome.writer_errors),
+        peak_rss_mb=outcome.report.peak_rss_mb,
+        wall_s=time.perf_counter() - started,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,388 @@
+"""The queue daemon end to end: real files, real job processes, the real SQLite store."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from jobqueue.daemon import Daemon, Rejected, _portfolio_range
+from jobqueue.share import is_temporary
+from optimizer.errors import ConfigError
+from tests.jobqueue.conftest import SLOW_SETS, Env, read_json, wait_for
+
+
+def _only_job_id(env: Env) -> str:
+    ids = wait_for(
+        lambda: (
+            [p.stem for p in env.share.completed.glob("*.json")] + [p.stem for p in env.share.failed.glob("*.json")]
+        ),
+        90,
+        "a result",
+    )
+    assert len(ids) == 1, ids
+    return ids[0]
+
+
+def test_a_dropped_csv_becomes_a_job_with_results_on_the_share(env: Env, daemon) -> None:
+    daemon()
+    env.drop("desk_a.csv")
+    job_id = _only_job_id(env)
+    result = env.result(job_id)
+    assert result["status"] == "completed", result
+    assert job_id.startswith("desk_a-")
+    run_dir = env.root / result["output_folder"]
+    assert run_dir.parent == env.share.output and (run_dir / "execution_summary.json").is_file()
+    summary = read_json(run_dir / "execution_summary.json")
+    assert summary["winner"]["fitness"] == result["winner"]["fitness"]
+    assert result["winner"]["size"] in (10, 11) and len(result["winner"]["strategies"]) == result["winner"]["size"]
+    assert set(result["timings_s"]) >= {"load", "store", "ulta", "fetch", "correlation", "search"}
+    # The input is archived, never deleted; input/ and processing/ are empty again.
+    assert (env.root / result["archived_input"]).read_bytes() == env.csv.read_bytes()
+    assert list(env.share.input.iterdir()) == [] and list(env.share.processing.iterdir()) == []
+    status = wait_for(lambda: (s := read_json(env.share.status_file))["status"] == "idle" and s, 10, "idle")
+    assert status["jobs"] == [] and status["queue"] == []
+
+
+def test_a_sidecar_ini_sets_the_jobs_own_keys(env: Env, daemon) -> None:
+    (env.share.input / "b.ini").write_text("[PORTFOLIO]\nmin_size = 12\nmax_size = 12\n")
+    daemon()
+    env.drop("b.csv")
+    result = env.result(_only_job_id(env))
+    assert result["status"] == "completed" and result["winner"]["size"] == 12
+    assert (env.root / result["archived_input"]).with_name("b.ini").is_file()
+
+
+@pytest.mark.parametrize(
+    ("ini", "reason"),
+    [
+        ("[DATABASE]\ndata_dir = /etc\n", r"input/c.ini: section \[DATABASE\] is set by the server"),
+        ("[PORTFOLIO]\nmax_sise = 40\n", r"PORTFOLIO.max_sise .*input/c.ini.* is not a known key.*max_size"),
+        ("[PORTFOLIO]\nmin_size = 60\nmax_size = 40\n", r"PORTFOLIO.min_size = 60 is larger than"),
+    ],
+)
+def test_a_bad_sidecar_fails_the_job_naming_the_key(env: Env, daemon, ini: str, reason: str) -> None:
+    (env.share.input / "c.ini").write_text(ini)
+    daemon()
+    env.drop("c.csv")
+    result = env.result(_only_job_id(env))
+    assert result["status"] == "failed"
+    import re
+
+    assert re.search(reason, result["reason"]), result["reason"]
+    assert (env.root / result["archived_input"]).is_file()  # nothing lost
+
+
+def test_the_old_client_flow(env: Env, daemon) -> None:
+    """Copy the CSV to input/, write jobs/queue/<id>.json, poll jobs/completed/<id>.json."""
+    daemon()
+    env.drop("nightly.csv")
+    request = {
+        "job_id": "job_20261121_180000",
+        "input_file": "nightly.csv",
+        "portfolio_size": 11,
+        "job_type": "portfolio_optimization",
+        "timestamp": "2026-11-21T18:00:00",
+    }
+    (env.share.queue / "job_20261121_180000.json").write_text(json.dumps(request))
+    result = env.result("job_20261121_180000")
+    assert result["status"] == "completed", result
+    assert result["winner"]["size"] == 11 and result["request"] == request
+    assert result["input_file"] == "nightly.csv"
+    # The CSV was not also taken as a job of its own, and both files are archived.
+    assert len(env.results()) == 1
+    archive = env.share.archive / "job_20261121_180000"
+    assert sorted(p.name for p in archive.iterdir()) == ["job_20261121_180000.json", "nightly.csv"]
+    assert list(env.share.processing.iterdir()) == [] and list(env.share.queue.iterdir()) == []
+
+
+def test_a_job_file_may_come_before_its_csv(env: Env, daemon) -> None:
+    daemon()
+    (env.share.queue / "early.json").write_text(json.dumps({"job_id": "early", "input_file": "late.csv"}))
+    time.sleep(0.5)
+    env.drop("late.csv")
+    assert env.result("early")["status"] == "completed"
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"{not json", r"jobs/queue/bad.json: not valid JSON"),
+        (b"[1, 2]", r"expected a JSON object"),
+        (json.dumps({"job_id": "other", "input_file": "x.csv"}).encode(), r"job_id 'other' differs from the file name"),
+        (
+            json.dumps({"input_file": "../secret.csv"}).encode(),
+            r"input_file '\.\./secret\.csv' must be the name of a file",
+        ),
+        (json.dumps({"input_file": "/etc/passwd"}).encode(), r"input_file '/etc/passwd' must be the name"),
+        (json.dumps({"input_file": "..\\..\\secret.csv"}).encode(), r"must be the name of a file directly in input/"),
+        (json.dumps({"input_file": "missing.csv"}).encode(), r"input_file 'missing.csv' is not in input/"),
+        (json.dumps({}).encode(), r"input_file is missing"),
+    ],
+)
+def test_bad_job_files_fail_with_the_reason(env: Env, daemon, content: bytes, reason: str) -> None:
+    import re
+
+    secret = env.root / "secret.csv"
+    secret.write_bytes(env.csv.read_bytes())
+    daemon()
+    (env.share.queue / "bad.json").write_bytes(content)
+    result = env.result("bad")
+    assert result["status"] == "failed"
+    assert re.search(reason, result["reason"]), result["reason"]
+    assert secret.read_bytes() == env.csv.read_bytes()  # untouched
+    assert (env.share.archive / "bad" / "bad.json").read_bytes() == content  # the job file is kept
+    assert list(env.share.processing.iterdir()) == []
+
+
+def test_bad_job_fields_fail_and_the_input_is_archived_not_run_alone(env: Env, daemon) -> None:
+    daemon()
+    env.drop("data.csv")
+    (env.share.queue / "j1.json").write_text(json.dumps({"input_file": "data.csv", "portfolio_size": "big"}))
+    result = env.result("j1")
+    assert result["status"] == "failed" and "portfolio_size 'big'" in result["reason"]
+    assert (env.share.archive / "j1" / "data.csv").is_file()
+    time.sleep(1.0)
+    assert len(env.results()) == 1  # data.csv did not become a job of its own
+
+
+def test_a_symlink_is_never_followed(env: Env, daemon, tmp_path: Path) -> None:
+    outside = tmp_path / "outside.csv"
+    outside.write_bytes(env.csv.read_bytes())
+    daemon()
+    os.symlink(outside, env.share.input / "link.csv")
+    job_id = _only_job_id(env)
+    result = env.result(job_id)
+    assert result["status"] == "failed"
+    assert "input/link.csv is a symbolic link (to a file outside the share)" in result["reason"]
+    assert outside.read_bytes() == env.csv.read_bytes()
+    archived = env.root / result["archived_input"]
+    assert archived.is_symlink()  # the link itself was moved, never its target
+
+
+def test_a_symlinked_job_file_and_input_are_refused(env: Env, daemon, tmp_path: Path) -> None:
+    outside = tmp_path / "job.json"
+    outside.write_text(json.dumps({"input_file": "x.csv"}))
+    daemon()
+    os.symlink(outside, env.share.queue / "linked.json")
+    result = env.result("linked")
+    assert result["status"] == "failed" and "jobs/queue/linked.json is a symbolic link" in result["reason"]
+    os.symlink(env.csv, env.share.input / "target.csv")
+    (env.share.queue / "j2.json").write_text(json.dumps({"input_file": "target.csv"}))
+    result = env.result("j2")
+    assert result["status"] == "failed" and "input/target.csv is a symbolic link" in result["reason"]
+
+
+def test_inputs_over_the_size_limit_and_empty_ones_fail(env: Env, daemon) -> None:
+    daemon("QUEUE.max_input_mb=0.01")
+    env.drop("big.csv")
+    (env.share.input / "empty.csv").write_bytes(b"")
+    wait_for(lambda: len(env.results()) == 2, 60, "two results")
+    reasons = sorted(r["reason"] for r in env.results())
+    assert "is empty" in reasons[0] or "is empty" in reasons[1]
+    assert any("over the limit of 0.01 MB (QUEUE.max_input_mb)" in r for r in reasons)
+
+
+def test_temporary_names_wait_until_renamed(env: Env, daemon) -> None:
+    daemon()
+    for name in ("~$book.csv", "copy.csv.tmp", "data.csv.partial", ".hidden.csv"):
+        (env.share.input / name).write_bytes(env.csv.read_bytes())
+    time.sleep(1.5)
+    assert env.results() == [] and len(list(env.share.input.iterdir())) == 4
+    os.rename(env.share.input / "copy.csv.tmp", env.share.input / "copy.csv")
+    assert env.result(_only_job_id(env))["input_file"] == "copy.csv"
+
+
+def test_a_slow_partial_copy_is_not_picked_up_early(env: Env, daemon) -> None:
+    """Written in place in chunks, with pauses shorter than settle_s: claimed only after the last write."""
+    daemon("QUEUE.settle_s=1.0")
+    data = env.csv.read_bytes()
+    target = env.share.input / "slow.csv"
+    chunks = 8
+    with target.open("wb") as fh:
+        for k in range(chunks):
+            if k:
+                time.sleep(0.5)
+            fh.write(data[k * len(data) // chunks : (k + 1) * len(data) // chunks])
+            fh.flush()
+            last_write = time.time()
+    job_id = _only_job_id(env)
+    result = env.result(job_id)
+    assert result["status"] == "completed", result
+    from datetime import datetime
+
+    assert datetime.fromisoformat(result["claimed_at"]).timestamp() >= last_write + 0.9
+    assert result["days"] == 30 and result["strategies"] == 200
+
+
+@pytest.mark.slow
+def test_fifty_files_dropped_at_once_each_run_exactly_once(env: Env, daemon) -> None:
+    for k in range(50):
+        (env.share.input / f"f{k:02d}.csv").write_bytes(env.csv.read_bytes().replace(b"#1,", f"#{k},".encode(), 1))
+    daemon("QUEUE.workers=2")
+    wait_for(lambda: len(env.results()) == 50, 600, "50 results")
+    results = env.results()
+    assert all(r["status"] == "completed" for r in results), [r["reason"] for r in results if r["reason"]]
+    assert sorted(r["input_file"] for r in results) == [f"f{k:02d}.csv" for k in range(50)]
+    assert all(r["attempts"] == 1 and r["duplicate_of"] is None for r in results)
+    runs = list(env.share.output.glob("run_*"))
+    assert len(runs) == 50 and len({r["output_folder"] for r in results}) == 50
+    store = env.store()
+    assert [r["state"] for r in store.rows("kind = 'csv'")] == ["completed"] * 50
+    assert list(env.share.input.iterdir()) == []
+
+
+def test_an_identical_resubmission_is_recognised(env: Env, daemon) -> None:
+    daemon()
+    env.drop("same.csv")
+    first = env.result(_only_job_id(env))
+    env.drop("same.csv")
+    second = wait_for(
+        lambda: len(env.results()) == 2 and [r for r in env.results() if r["job_id"] != first["job_id"]],
+        90,
+        "the second result",
+    )[0]
+    assert second["status"] == "completed"
+    assert second["duplicate_of"] == first["job_id"]
+    assert second["output_folder"] == first["output_folder"] and second["winner"] == first["winner"]
+    assert "same input file and settings as job" in second["note"]
+    assert len(list(env.share.output.glob("run_*"))) == 1
+    # Other settings: a new run.
+    (env.share.input / "same.ini").write_text("[GENERAL]\nseed = 7\n")
+    env.drop("same.csv")
+    wait_for(lambda: len(env.results()) == 3, 90, "the third result")
+    assert len(list(env.share.output.glob("run_*"))) == 2
+
+
+def test_a_job_over_its_timeout_is_stopped_and_the_worker_freed(env: Env, daemon) -> None:
+    daemon("QUEUE.job_timeout_s=2", *SLOW_SETS, "OPTIMIZATION.evaluation_budget=100000")
+    env.drop("long.csv")
+    result = env.result(_only_job_id(env), 60)
+    assert result["status"] == "failed"
+    assert "timed out after 2 s (QUEUE.job_timeout_s)" in result["reason"]
+    # The next job runs.
+    env.drop("next.csv")
+    wait_for(lambda: len(env.results()) == 2, 60, "the next job")
+
+
+def test_a_second_daemon_on_the_same_state_is_refused(env: Env, daemon) -> None:
+    first = daemon()
+    second = Daemon(first.share, first.config, first.server_layers, first.state_dir)
+    with pytest.raises(ConfigError, match="another heavyopt daemon is running"):
+        second.start()
+
+
+def test_names_and_sizes() -> None:
+    assert is_temporary("~$Book1.csv") and is_temporary("x.csv.TMP") and is_temporary("a.partial")
+    assert not is_temporary("book.csv")
+    assert _portfolio_range("j", 50) == (50, 50)
+    assert _portfolio_range("j", "35-100") == (35, 100)
+    assert _portfolio_range("j", [35, 40]) == (35, 40)
+    for bad in ("x", True, [40, 35], 1, None):
+        with pytest.raises(Rejected):
+            _portfolio_range("j", bad)
+
+
+# ---------------------------------------------------------------- the daemon as a process
+
+
+def test_kill_9_mid_job_then_restart_completes_it_once(env: Env, watch) -> None:
+    first = watch(*SLOW_SETS)
+    env.drop("crash.csv")
+    store = env.store()
+    row = wait_for(lambda: (r := store.rows("state = 'running'")) and r[0]["progress"] > 30 and r[0], 120, "progress")
+    runner_pid = row["pid"]
+    first.kill9()
+    # The runner dies with the daemon (PR_SET_PDEATHSIG): no job left running unseen.
+    wait_for(lambda: not Path(f"/proc/{runner_pid}").exists() or _zombie(runner_pid), 10, "the runner to die")
+    assert store.get(row["seq"])["state"] == "running"  # as the crash left it
+    second = watch(*SLOW_SETS)
+    result = env.result(row["job_id"], 180)
+    assert result["status"] == "completed", result
+    assert result["attempts"] == 2
+    assert len(list(env.share.output.glob("run_*"))) == 1  # run once to the end, never twice at once
+    events = [e for e in _events(store, row["seq"]) if e in ("running", "requeued", "completed")]
+    assert events == ["running", "requeued", "running", "completed"]
+    second.signal(signal.SIGTERM)
+    assert second.wait() == 0
+
+
+def test_a_job_that_keeps_crashing_the_daemon_is_failed_with_a_reason(env: Env, watch) -> None:
+    store = env.store()
+    env.drop("crash.csv")
+    for _ in range(2):
+        proc = watch(*SLOW_SETS, "QUEUE.max_attempts=2")
+        wait_for(lambda: (r := store.rows("state = 'running'")) and r[0]["progress"] > 30, 120, "progress")
+        proc.kill9()
+    last = watch(*SLOW_SETS, "QUEUE.max_attempts=2")
+    result = env.result(store.rows()[0]["job_id"], 60)
+    assert result["status"] == "failed"
+    assert "the daemon stopped during the job" in result["reason"]
+    assert "2 time(s) out of QUEUE.max_attempts = 2" in result["reason"]
+    assert (env.root / result["archived_input"]).is_file()
+    last.signal(signal.SIGTERM)
+    assert last.wait() == 0
+
+
+def test_sigterm_lets_the_running_job_finish(env: Env, watch) -> None:
+    proc = watch(*SLOW_SETS, "QUEUE.stop_grace_s=120")
+    env.drop("finish.csv")
+    store = env.store()
+    wait_for(lambda: store.rows("state = 'running'"), 60, "running")
+    env.drop("later.csv")
+    time.sleep(0.5)
+    proc.signal(signal.SIGTERM)
+    assert proc.wait(180) == 0
+    states = {r["input_name"]: r["state"] for r in store.rows()}
+    assert states["finish.csv"] == "completed"
+    assert states.get("later.csv", "queued") == "queued"  # claimed or not, never started after the stop
+    assert read_json(env.share.status_file)["status"] == "stopped"
+
+
+def test_sigterm_past_the_grace_stops_the_job_and_the_next_start_reruns_it(env: Env, watch) -> None:
+    proc = watch(*SLOW_SETS, "QUEUE.stop_grace_s=0")
+    env.drop("cut.csv")
+    store = env.store()
+    row = wait_for(lambda: (r := store.rows("state = 'running'")) and r[0], 60, "running")
+    proc.signal(signal.SIGTERM)
+    assert proc.wait(60) == 0
+    assert store.get(row["seq"])["state"] == "queued"
+    assert not Path(f"/proc/{row['pid']}").exists() or _zombie(row["pid"])
+    watch(*SLOW_SETS)
+    result = env.result(row["job_id"], 180)
+    assert result["status"] == "completed" and result["attempts"] == 2
+
+
+def test_watch_without_a_share_is_a_config_error(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "optimizer.cli", "watch", "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={k: v for k, v in os.environ.items() if not k.startswith("HEAVYOPT_")},
+    )
+    assert done.returncode == 2
+    assert "QUEUE.share is not set" in done.stderr
+
+
+def _events(store, seq: int) -> list[str]:
+    with store._lock:
+        return [r[0] for r in store._con.execute("SELECT kind FROM events WHERE seq = ? ORDER BY rowid", [seq])]
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+_ = threading  # the daemon fixture runs it in a thread
