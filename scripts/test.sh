@@ -3,6 +3,7 @@
 # Extra arguments go to pytest (e.g. -m "not slow").
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/venv.sh"
+bash "$(dirname "${BASH_SOURCE[0]}")/system-deps.sh"
 .venv/bin/python -m pip install --quiet -e ".[dev]"
 .venv/bin/ruff check .
 .venv/bin/mypy
