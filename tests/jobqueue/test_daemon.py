@@ -386,3 +386,40 @@ def _zombie(pid: int) -> bool:
 
 
 _ = threading  # the daemon fixture runs it in a thread
+
+
+def test_a_half_done_claim_is_finished_or_undone_at_start(env: Env, daemon) -> None:
+    """A crash between the claim's row and its rename: the next start reads the row and the files."""
+    store = env.store()
+    # The rename happened: the job goes on.
+    moved = env.share.archive / "moved-00000001"
+    moved.mkdir()
+    (moved / "moved.csv").write_bytes(env.csv.read_bytes())
+    store.add(
+        job_id="moved-00000001",
+        share=str(env.root),
+        state="claiming",
+        kind="csv",
+        input_name="moved.csv",
+        origin="input/moved.csv",
+        job_dir="archive/moved-00000001",
+        input_path="archive/moved-00000001/moved.csv",
+    )
+    # The rename did not happen: the row is closed and the file, still in input/, is claimed afresh.
+    env.drop("stay.csv")
+    store.add(
+        job_id="stay-00000002",
+        share=str(env.root),
+        state="claiming",
+        kind="csv",
+        input_name="stay.csv",
+        origin="input/stay.csv",
+        job_dir="archive/stay-00000002",
+        input_path="archive/stay-00000002/stay.csv",
+    )
+    daemon()
+    assert env.result("moved-00000001")["status"] == "completed"
+    wait_for(lambda: len(env.results()) == 2, 60, "two results")
+    others = [r for r in env.results() if r["job_id"] != "moved-00000001"]
+    assert others[0]["input_file"] == "stay.csv" and others[0]["status"] == "completed"
+    assert store.rows("job_id = 'stay-00000002'")[0]["reason"] == "claim undone after a restart"

@@ -58,7 +58,16 @@ class Smb:
 
     def get_json(self, remote: str, local: Path) -> dict | None:
         done = subprocess.run(
-            ["smbclient", self.service, "-p", str(self.port), "-U", f"trader%{PASSWORD}", "-c", f"get {remote} {local}"],
+            [
+                "smbclient",
+                self.service,
+                "-p",
+                str(self.port),
+                "-U",
+                f"trader%{PASSWORD}",
+                "-c",
+                f"get {remote} {local}",
+            ],
             capture_output=True,
             text=True,
             timeout=60,
@@ -167,7 +176,12 @@ def test_windows_users_submit_over_smb_and_find_their_results(env: Env, daemon, 
     assert result is not None and result["status"] == "completed" and result["winner"]["size"] == 11
     run_folder = result["output_folder"]
     files = smbd.client(f'cd "{run_folder}"; ls')
-    for name in ("execution_summary.json", "optimization_summary.xlsx", "equity_curves.png", "best_portfolio_size11.txt"):
+    for name in (
+        "execution_summary.json",
+        "optimization_summary.xlsx",
+        "equity_curves.png",
+        "best_portfolio_size11.txt",
+    ):
         assert name in files
     smbd.client(f'cd "{run_folder}"; get execution_summary.json', cwd=local)
     assert json.loads((local / "execution_summary.json").read_text())["winner"]["size"] == 11
