@@ -117,6 +117,7 @@ class Daemon:
         self._running: dict[int, _Running] = {}
         self._last_scan = 0.0
         self._status_written = 0.0
+        self._cancels: queue.Queue[str] = queue.Queue()
         self._lock_file: IO[str] | None = None
         self._observer: Any = None
 
@@ -147,8 +148,12 @@ class Daemon:
         log.info("watching %s (%s)", self.share.root, "polling" if self.q.poll else "inotify")
 
     def run(self) -> None:
-        """The loop; returns once ``stop`` is set and running jobs have finished or been stopped."""
+        """Start, loop until ``stop`` is set and running jobs have finished or been stopped, close."""
         self.start()
+        self.loop()
+
+    def loop(self) -> None:
+        """The loop of a started daemon; closes it on the way out."""
         try:
             while not self.stop.is_set():
                 self.tick()
@@ -163,6 +168,7 @@ class Daemon:
             self._scan()
         self._drain_events()
         self._reap()
+        self._cancel_requested()
         self._enforce_timeouts()
         self._settle_and_claim()
         self._dispatch()
@@ -269,7 +275,7 @@ class Daemon:
         suffix = path.suffix.lower()
         if path.parent == self.share.queue and suffix == ".json":
             return self._claim_jobfile(path)
-        if path.parent == self.share.input and suffix == ".csv":
+        if path.parent == self.share.input and suffix == ".csv" and self.q.csv_drops:
             if path.name in self._referenced_inputs():
                 self._seen.pop(path, None)  # a job file's input: claimed with its job file
                 return True
@@ -389,20 +395,23 @@ class Daemon:
             else:
                 layers_job, input_path = self._read_csv_job(row)
             self._check_input(input_path)
-            layers = [*self.server_layers[:-2], *layers_job, *self.server_layers[-2:]]
-            config = build_config(layers)
+            config = build_config(self._layers(layers_job))
             config_sha = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()
             self.store.update(
                 seq,
                 input_path=self.share.rel(input_path),
                 input_name=row["input_name"] or input_path.name,
-                layers_json=json.dumps(layers),
+                layers_json=json.dumps(layers_job),  # the job's own; the server's may hold secrets
                 input_sha256=_sha256(input_path),
                 config_sha256=config_sha,
                 event="checked",
             )
         except (Rejected, HeavyOptError) as exc:
             self._finish(seq, "failed", reason=str(exc))
+
+    def _layers(self, job_layers: list[Layer]) -> list[Layer]:
+        """Server files < the job's sidecar and job file < environment < ``--set``."""
+        return [*self.server_layers[:-2], *job_layers, *self.server_layers[-2:]]
 
     def _read_csv_job(self, row: dict[str, Any]) -> tuple[list[Layer], Path]:
         job_dir = self.share.root / row["job_dir"]
@@ -563,7 +572,7 @@ class Daemon:
             "job_id": job_id,
             "input": str(self.share.root / row["input_path"]),
             "out_dir": str(self.share.output),
-            "layers": json.loads(row["layers_json"]),
+            "layers": self._layers(json.loads(row["layers_json"])),
         }
         env = {**os.environ, MARKER: f"{seq}:{job_id}"}
         proc = subprocess.Popen(
@@ -676,6 +685,26 @@ class Daemon:
         log.warning("job %s: %s; sending SIGTERM", job.job_id, reason)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(job.proc.pid, signal.SIGTERM)
+
+    def cancel(self, job_id: str) -> None:
+        """Ask for a queued or running job to be cancelled (from any thread; done at the next tick)."""
+        self._cancels.put(job_id)
+
+    def _cancel_requested(self) -> None:
+        assert self.store is not None
+        while True:
+            try:
+                job_id = self._cancels.get_nowait()
+            except queue.Empty:
+                return
+            row = self.store.active(job_id)
+            if row is None:
+                continue
+            running = self._running.get(row["seq"])
+            if running is not None:
+                self._terminate(running, "cancelled through the status API")
+            elif row["state"] == "queued":
+                self._finish(row["seq"], "failed", reason="cancelled through the status API before it started")
 
     # ------------------------------------------------------------------ recovery
 
@@ -827,6 +856,7 @@ def result_document(row: Mapping[str, Any]) -> dict[str, Any]:
         "winner": result.get("winner"),
         "timings_s": result.get("timings_s"),
         "wall_s": result.get("wall_s"),
+        "evaluations": result.get("evaluations"),
         "strategies": result.get("strategies"),
         "days": result.get("days"),
         "inverted": result.get("inverted"),

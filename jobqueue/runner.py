@@ -90,6 +90,7 @@ def main() -> int:
         output_errors=list(outcome.writer_errors),
         peak_rss_mb=outcome.report.peak_rss_mb,
         wall_s=time.perf_counter() - started,
+        evaluations=sum(r.evaluations for r in outcome.report.results),
     )
     return 0
 

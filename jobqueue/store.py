@@ -126,6 +126,15 @@ class QueueStore:
         rows = self.rows("job_id = ? AND state IN ('claiming', 'queued', 'running')", (job_id,))
         return rows[0] if rows else None
 
+    def events(self, seq: int, after: int = 0) -> list[dict[str, Any]]:
+        """The job's history after event ``after`` (an event id), oldest first."""
+        with self._lock:
+            cur = self._con.execute(
+                "SELECT rowid, at, kind, step, progress, detail FROM events WHERE seq = ? AND rowid > ? ORDER BY rowid",
+                [seq, after],
+            )
+            return [dict(zip(("id", "at", "kind", "step", "progress", "detail"), r, strict=True)) for r in cur]
+
     def set_daemon(self, **values: Any) -> None:
         with self.transaction() as con:
             for key, value in values.items():

@@ -6,7 +6,7 @@ import json
 import sys
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -201,19 +201,16 @@ def bench(
         json_file.write_text(json.dumps(payload, indent=2) + "\n")
 
 
-@app.command()
-def watch(
-    share: Annotated[
-        Path | None, typer.Option(help="Share root with input/, jobs/, output/, archive/ [QUEUE.share].")
-    ] = None,
-    config_file: ConfigOpt = None,
-    data_dir: Annotated[Path | None, typer.Option(help="Job database and DuckDB store [DATABASE.data_dir].")] = None,
-    poll: Annotated[bool | None, typer.Option("--poll/--inotify", help="Poll (CIFS/NFS mounts) [QUEUE.poll].")] = None,
-    sets: SetOpt = None,
-) -> None:
-    """Watch a share for CSVs and job files; run each as a job; publish results (runs until SIGTERM)."""
+ShareOpt = Annotated[Path | None, typer.Option(help="Share root with input/, jobs/, output/, archive/ [QUEUE.share].")]
+DataDirOpt = Annotated[Path | None, typer.Option(help="Job database and DuckDB store [DATABASE.data_dir].")]
+PollOpt = Annotated[bool | None, typer.Option("--poll/--inotify", help="Poll (CIFS/NFS mounts) [QUEUE.poll].")]
+
+
+def _daemon(
+    share: Path | None, config_file: Path | None, data_dir: Path | None, poll: bool | None, sets: list[str]
+) -> Any:
+    """The configured queue daemon, with logging set up; not started."""
     import logging
-    import signal
 
     from jobqueue.daemon import Daemon, server_layers, state_dir
     from jobqueue.share import Share
@@ -221,23 +218,187 @@ def watch(
 
     extra = []
     if share is not None:
-        extra.append(f"QUEUE.share={share}")
+        extra.append(f"QUEUE.share={share.absolute()}")
     if data_dir is not None:
         extra.append(f"DATABASE.data_dir={data_dir.absolute()}")
     if poll is not None:
         extra.append(f"QUEUE.poll={poll}")
+    layers = server_layers([config_file] if config_file else [], [*sets, *extra])
+    config = build_config(layers)
+    if not config.queue.share:
+        raise ConfigError("config error: QUEUE.share is not set; give --share DIR or set it in the config file")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return Daemon(Share(Path(config.queue.share).absolute()), config, layers, state_dir(config).absolute())
+
+
+@app.command()
+def watch(
+    share: ShareOpt = None,
+    config_file: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    poll: PollOpt = None,
+    sets: SetOpt = None,
+) -> None:
+    """Watch a share for CSVs and job files; run each as a job; publish results (runs until SIGTERM)."""
+    import signal
+
     try:
-        layers = server_layers([config_file] if config_file else [], [*(sets or []), *extra])
-        config = build_config(layers)
-        if not config.queue.share:
-            raise ConfigError("config error: QUEUE.share is not set; give --share DIR or set it in the config file")
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        daemon = Daemon(Share(Path(config.queue.share).absolute()), config, layers, state_dir(config).absolute())
+        daemon = _daemon(share, config_file, data_dir, poll, sets or [])
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: daemon.stop.set())
         daemon.run()
     except HeavyOptError as exc:
         raise _fail(exc) from None
+
+
+@app.command()
+def serve(
+    share: ShareOpt = None,
+    config_file: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    host: Annotated[str | None, typer.Option(help="Address to listen on [API.host, default 127.0.0.1].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [API.port, default 8080].")] = None,
+    poll: PollOpt = None,
+    sets: SetOpt = None,
+) -> None:
+    """The queue daemon and the status API in one service (runs until SIGTERM)."""
+    import signal
+    import threading
+    import time
+
+    import uvicorn
+
+    from api.app import create_app
+
+    extra = [*(sets or [])]
+    if host is not None:
+        extra.append(f"API.host={host}")
+    if port is not None:
+        extra.append(f"API.port={port}")
+    try:
+        daemon = _daemon(share, config_file, data_dir, poll, extra)
+        api = daemon.config.api
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: daemon.stop.set())
+        daemon.start()
+        try:
+            web = create_app(
+                daemon.state_dir / "queue.sqlite3",
+                daemon.share,
+                token=api.token,
+                rescan_s=daemon.config.queue.rescan_s,
+                daemon=daemon,
+            )
+            server = uvicorn.Server(
+                uvicorn.Config(web, host=api.host, port=api.port, access_log=False, timeout_graceful_shutdown=5)
+            )
+            thread = threading.Thread(target=server.run, name="api", daemon=True)
+            thread.start()
+            while not server.started and thread.is_alive():
+                time.sleep(0.05)
+            if not server.started:
+                raise ConfigError(
+                    f"config error: the status API cannot listen on {api.host}:{api.port} (see the log above); "
+                    "set API.port / --port to a free port"
+                )
+            err.print(
+                f"heavyopt: status API on http://{api.host}:{server.servers[0].sockets[0].getsockname()[1]}/",
+                markup=False,
+                highlight=False,
+            )
+        except BaseException:
+            daemon.stop.set()
+            daemon.close()
+            raise
+        daemon.loop()  # until SIGTERM, then the stop grace; the API answers until the daemon has stopped
+        server.should_exit = True
+        thread.join(timeout=30)
+    except HeavyOptError as exc:
+        raise _fail(exc) from None
+
+
+@app.command()
+def status(
+    job_id: Annotated[str | None, typer.Argument(help="Show one job in full.")] = None,
+    config_file: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print what GET /status (or /jobs/{id}) returns.")] = False,
+    limit: Annotated[int, typer.Option(min=1, help="Recent jobs to list.")] = 10,
+) -> None:
+    """What the daemon is doing, from its job database (the same as GET /status and GET /jobs)."""
+    from api import views
+    from jobqueue.daemon import state_dir
+    from jobqueue.store import QueueStore
+
+    extra = [f"DATABASE.data_dir={data_dir.absolute()}"] if data_dir is not None else []
+    try:
+        config = _config(config_file, None, extra)
+        path = state_dir(config) / "queue.sqlite3"
+        if not path.exists():
+            raise ConfigError(
+                f"config error: no job database at {path}; give the daemon's --data-dir (DATABASE.data_dir)"
+            )
+        store = QueueStore(path)
+        if job_id is not None:
+            doc = views.job(store, job_id)
+            if doc is None:
+                raise ConfigError(f"status: no job {job_id!r} in {path}")
+            out.print_json(json.dumps(doc, default=str)) if as_json else _print_job(doc)
+            return
+        st = views.status(store)
+        if as_json:
+            out.print_json(json.dumps(st, default=str))
+            return
+        d = st["daemon"]
+        out.print(
+            f"daemon: {d['state'] or 'never started'} on {d['host']} (pid {d['pid']}), last scan {d['last_scan']}",
+            highlight=False,
+        )
+        for j in st["running"]:
+            out.print(f"running: {j['job_id']} ({j['input_file']}) {j['progress']:.1f} % {j['step']}", highlight=False)
+        if not st["running"]:
+            out.print("idle", highlight=False)
+        out.print(f"queue: {len(st['queue'])} job(s) " + " ".join(q["job_id"] for q in st["queue"]), highlight=False)
+        table = Table(title="recent jobs")
+        for col in ("job", "state", "input", "finished", "winner", "run folder / reason"):
+            table.add_column(col)
+        for j in views.jobs(store, None, limit, 0)["items"]:
+            w = j["winner"]
+            table.add_row(
+                j["job_id"],
+                j["state"],
+                j["input_file"] or "",
+                (j["finished_at"] or "")[:19],
+                f"size {w['size']}, {w['algorithm']}, {w['fitness']:.6g}" if w else "",
+                j["run_folder"] or j["reason"] or "",
+            )
+        out.print(table)
+    except HeavyOptError as exc:
+        raise _fail(exc) from None
+
+
+def _print_job(doc: dict[str, Any]) -> None:
+    for key in (
+        "job_id",
+        "status",
+        "input_file",
+        "submitted_at",
+        "started_at",
+        "finished_at",
+        "attempts",
+        "step",
+        "progress",
+        "output_folder",
+        "reason",
+        "duplicate_of",
+    ):
+        if doc.get(key) is not None:
+            out.print(f"{key}: {doc[key]}", highlight=False, soft_wrap=True)
+    if doc.get("winner"):
+        w = doc["winner"]
+        out.print(f"winner: size {w['size']}, {w['algorithm']}, fitness {w['fitness']:.6g}", highlight=False)
+    for step, seconds in (doc.get("timings_s") or {}).items():
+        out.print(f"  {step}: {seconds:.2f} s", highlight=False)
 
 
 @app.command()

@@ -62,6 +62,7 @@ _BOUNDS: dict[tuple[str, str], tuple[float | None, float | None]] = {
     ("QUEUE", "max_attempts"): (1, 100),
     ("QUEUE", "max_input_mb"): (0.001, None),
     ("QUEUE", "stop_grace_s"): (0.0, None),
+    ("API", "port"): (0, 65535),
 }
 
 
@@ -147,6 +148,7 @@ class Queue:
     share: str = ""  # share root holding input/, jobs/, output/, archive/
     settle_s: float = 2.0  # a file counts once its size and mtime are unchanged this long
     rescan_s: float = 30.0  # full rescan of input/ and jobs/queue/ besides the file events
+    csv_drops: bool = True  # a CSV dropped into input/ is a job; false: only job files (and POST /jobs) are
     poll: bool = False  # poll instead of inotify (a share mounted over CIFS/NFS)
     poll_interval_s: float = 2.0
     workers: int = 1  # jobs run at the same time
@@ -154,6 +156,18 @@ class Queue:
     max_attempts: int = 3  # starts of one job across daemon crashes/restarts before it is failed
     max_input_mb: float = 2048.0
     stop_grace_s: float = 60.0  # on SIGTERM, how long running jobs may take to finish
+
+
+@dataclass(frozen=True)
+class Api:
+    """The status API (``heavyopt serve``); see docs/operations.md."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    token: str = ""  # empty: the endpoints that change state are off
+
+    def __repr__(self) -> str:  # never show the token
+        return f"Api(host={self.host!r}, port={self.port!r}, token={'***' if self.token else ''!r})"
 
 
 @dataclass(frozen=True)
@@ -169,6 +183,7 @@ class Config:
     compute: Compute = field(default_factory=Compute)
     output: Output = field(default_factory=Output)
     queue: Queue = field(default_factory=Queue)
+    api: Api = field(default_factory=Api)
     algorithm_settings: tuple[tuple[str, Any], ...] = field(
         default_factory=lambda: tuple((flag, cls()) for flag, cls in REGISTRY.items())
     )
@@ -201,6 +216,8 @@ class Config:
             values = dataclasses.asdict(getattr(self, attr))
             if section == "DATABASE":
                 values["url"] = redact_url(values["url"])
+            if section == "API" and values["token"]:
+                values["token"] = "***"
             out[section] = values
         for flag, cls in REGISTRY.items():
             out[cls.section] = dataclasses.asdict(self.algorithm(flag))
@@ -220,9 +237,10 @@ SECTIONS: dict[str, str] = {
     "COMPUTE": "compute",
     "OUTPUT": "output",
     "QUEUE": "queue",
+    "API": "api",
 }
 # Sections a job may set (sidecar INI, job file); the rest belong to the server.
-SERVER_SECTIONS = ("DATABASE", "COMPUTE", "OUTPUT", "QUEUE")
+SERVER_SECTIONS = ("DATABASE", "COMPUTE", "OUTPUT", "QUEUE", "API")
 
 Layer = dict[str, dict[str, tuple[str, str]]]  # section -> key -> (raw value, where it came from)
 
@@ -300,7 +318,8 @@ def overrides_layer(items: list[str]) -> Layer:
             raise ConfigError(f"config error: --set {item!r}: expected SECTION.key=value, e.g. PORTFOLIO.max_size=40")
         canon = _canonical_section(section, f"--set {item!r}")
         # The value may be a URL with a password: sources are quoted in error messages.
-        layer.setdefault(canon, {})[key.strip()] = (value.strip(), f"--set {name.strip()}={redact_url(value.strip())}")
+        shown = "***" if key.strip().lower() == "token" else redact_url(value.strip())
+        layer.setdefault(canon, {})[key.strip()] = (value.strip(), f"--set {name.strip()}={shown}")
     return layer
 
 

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Debian packages the test suite drives for real: Samba (smbd, smbclient) for the share tests.
+# Debian packages the test suite drives for real: Samba (smbd, smbclient) for the share tests,
+# Chromium for the status page.
 # Installed only when missing and when running as root (CI); otherwise those tests skip locally.
 set -euo pipefail
-packages=(samba smbclient)
+packages=(samba smbclient chromium)
 missing=()
 command -v smbd >/dev/null 2>&1 || [ -x /usr/sbin/smbd ] || missing+=(samba)
 command -v smbclient >/dev/null 2>&1 || missing+=(smbclient)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0
 fi

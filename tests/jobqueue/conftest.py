@@ -132,16 +132,17 @@ def daemon(env: Env) -> Iterator[Callable[..., Daemon]]:
 
 
 class Process:
-    """``heavyopt watch`` as the service runs it."""
+    """``heavyopt watch`` (or ``serve``) as the service runs it."""
 
-    def __init__(self, env: Env, *sets: str) -> None:
+    def __init__(self, env: Env, *sets: str, command: str = "watch", args: tuple[str, ...] = ()) -> None:
         self.log = env.root.parent / f"watch-{time.monotonic_ns()}.log"
         self.fh = self.log.open("w")
         cmd = [
             sys.executable,
             "-m",
             "optimizer.cli",
-            "watch",
+            command,
+            *args,
             "--share",
             str(env.root),
             "--config",
@@ -153,7 +154,8 @@ class Process:
             *[a for s in sets for a in ("--set", s)],
         ]
         self.proc = subprocess.Popen(cmd, stdout=self.fh, stderr=subprocess.STDOUT)
-        wait_for(lambda: "watching" in self.log.read_text() or self.proc.poll() is not None, 60, "heavyopt watch")
+        ready = "watching" if command == "watch" else "status API on"
+        wait_for(lambda: ready in self.log.read_text() or self.proc.poll() is not None, 60, f"heavyopt {command}")
         assert self.proc.poll() is None, self.log.read_text()
 
     def signal(self, signum: int) -> None:
@@ -176,8 +178,8 @@ class Process:
 def watch(env: Env) -> Iterator[Callable[..., Process]]:
     procs: list[Process] = []
 
-    def start(*sets: str) -> Process:
-        p = Process(env, *sets)
+    def start(*sets: str, command: str = "watch", args: tuple[str, ...] = ()) -> Process:
+        p = Process(env, *sets, command=command, args=args)
         procs.append(p)
         return p
 

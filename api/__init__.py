@@ -1,0 +1,1 @@
+"""The status API (FastAPI) and the views it shares with ``heavyopt status``."""

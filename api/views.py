@@ -1,0 +1,162 @@
+"""What the status API and ``heavyopt status`` show, read from the daemon's job database.
+
+Plain functions over a :class:`QueueStore`, so the HTTP endpoints and the terminal command
+print the same thing.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from jobqueue.daemon import result_document
+from jobqueue.store import QueueStore
+
+STATES = ("claiming", "queued", "running", "completed", "failed")
+STEP_NAMES = ("load", "store", "ulta", "fetch", "correlation", "search", "zones", "outputs")
+
+
+def job_summary(row: dict[str, Any]) -> dict[str, Any]:
+    result = json.loads(row["result_json"]) if row["result_json"] else {}
+    winner = result.get("winner") or {}
+    return {
+        "job_id": row["job_id"],
+        "state": row["state"],
+        "input_file": row["input_name"],
+        "submitted_at": row["submitted_at"],
+        "started_at": row["started_at"],
+        "finished_at": row["finished_at"],
+        "step": row["step"],
+        "progress": round(float(row["progress"] or 0.0), 1),
+        "attempts": row["attempts"],
+        "run_folder": row["run_dir"],
+        "winner": {k: winner[k] for k in ("size", "algorithm", "fitness") if k in winner} or None,
+        "reason": row["reason"],
+        "duplicate_of": row["duplicate_of"],
+    }
+
+
+def status(store: QueueStore) -> dict[str, Any]:
+    """``GET /status``: idle or running, the running job's progress and step, the queue."""
+    running = store.rows("state = 'running'")
+    queued = store.rows("state IN ('claiming', 'queued')")
+    daemon = store.daemon()
+    job = job_summary(running[0]) if running else None
+    return {
+        "status": "running" if running else "idle",
+        "progress": job["progress"] if job else 0.0,
+        "current_step": job["step"] if job else "",
+        "job": job,
+        "running": [job_summary(r) for r in running],
+        "queue": [
+            {"job_id": r["job_id"], "input_file": r["input_name"], "submitted_at": r["submitted_at"]} for r in queued
+        ],
+        "daemon": {k: daemon.get(k) for k in ("state", "host", "pid", "started_at", "last_scan")},
+    }
+
+
+def jobs(store: QueueStore, state: str | None, limit: int, offset: int) -> dict[str, Any]:
+    """``GET /jobs``: newest first."""
+    where, params = ("state = ?", (state,)) if state else ("1", ())
+    rows = store.rows(where, params)
+    rows.reverse()
+    return {
+        "total": len(rows),
+        "offset": offset,
+        "limit": limit,
+        "items": [job_summary(r) for r in rows[offset : offset + limit]],
+    }
+
+
+def job(store: QueueStore, job_id: str) -> dict[str, Any] | None:
+    """``GET /jobs/{id}``: the latest job of that id, as its result file has it, plus live progress."""
+    rows = store.rows("job_id = ?", (job_id,))
+    if not rows:
+        return None
+    row = rows[-1]
+    doc = result_document(row)
+    doc.update(
+        seq=row["seq"],
+        step=row["step"],
+        progress=round(float(row["progress"] or 0.0), 1),
+        submissions=len(rows),
+    )
+    return doc
+
+
+def health(store: QueueStore, rescan_s: float) -> tuple[bool, dict[str, Any]]:
+    """Liveness: the store answers and the daemon scanned the share recently."""
+    try:
+        daemon = store.daemon()
+        store.rows("seq = -1")
+        reachable = True
+    except Exception as exc:  # noqa: BLE001 - reported as the health check's answer
+        return False, {"status": "error", "store": f"unreachable: {type(exc).__name__}: {exc}"}
+    last_scan = daemon.get("last_scan")
+    age = (datetime.now(UTC) - datetime.fromisoformat(last_scan)).total_seconds() if last_scan else None
+    fresh = age is not None and age <= 3 * rescan_s + 10
+    ok = reachable and daemon.get("state") == "running" and fresh
+    return ok, {
+        "status": "ok" if ok else "degraded",
+        "store": "reachable",
+        "daemon": daemon.get("state"),
+        "last_scan": last_scan,
+        "last_scan_age_s": round(age, 1) if age is not None else None,
+    }
+
+
+def metrics(store: QueueStore) -> str:
+    """Prometheus text exposition (version 0.0.4)."""
+    rows = store.rows()
+    lines = [
+        "# HELP heavyopt_jobs Jobs in the database by state.",
+        "# TYPE heavyopt_jobs gauge",
+    ]
+    for state in STATES:
+        lines.append(f'heavyopt_jobs{{state="{state}"}} {sum(r["state"] == state for r in rows)}')
+    lines += [
+        "# HELP heavyopt_queue_depth Jobs waiting to run.",
+        "# TYPE heavyopt_queue_depth gauge",
+        f"heavyopt_queue_depth {sum(r['state'] in ('claiming', 'queued') for r in rows)}",
+        "# HELP heavyopt_job_progress_percent Progress of each running job.",
+        "# TYPE heavyopt_job_progress_percent gauge",
+    ]
+    for r in rows:
+        if r["state"] == "running":
+            lines.append(f'heavyopt_job_progress_percent{{job_id="{r["job_id"]}"}} {float(r["progress"] or 0):g}')
+    step_sum: dict[str, float] = {}
+    step_count: dict[str, int] = {}
+    evaluations = 0
+    search_s = 0.0
+    last_rate: float | None = None
+    for r in rows:
+        if r["state"] != "completed" or r["duplicate_of"] or not r["result_json"]:
+            continue
+        result = json.loads(r["result_json"])
+        for step, seconds in (result.get("timings_s") or {}).items():
+            step_sum[step] = step_sum.get(step, 0.0) + float(seconds)
+            step_count[step] = step_count.get(step, 0) + 1
+        if result.get("evaluations") and result.get("timings_s", {}).get("search"):
+            evaluations += int(result["evaluations"])
+            search_s += float(result["timings_s"]["search"])
+            last_rate = result["evaluations"] / result["timings_s"]["search"]
+    lines += [
+        "# HELP heavyopt_step_duration_seconds Time spent in each pipeline step by completed jobs.",
+        "# TYPE heavyopt_step_duration_seconds summary",
+    ]
+    for step in sorted(step_sum):
+        lines.append(f'heavyopt_step_duration_seconds_sum{{step="{step}"}} {step_sum[step]:.6f}')
+        lines.append(f'heavyopt_step_duration_seconds_count{{step="{step}"}} {step_count[step]}')
+    lines += [
+        "# HELP heavyopt_evaluations_total Portfolio evaluations by completed jobs.",
+        "# TYPE heavyopt_evaluations_total counter",
+        f"heavyopt_evaluations_total {evaluations}",
+        "# HELP heavyopt_evaluations_per_second Evaluations per second of search, over all completed jobs.",
+        "# TYPE heavyopt_evaluations_per_second gauge",
+        f"heavyopt_evaluations_per_second {evaluations / search_s if search_s else 0.0:.3f}",
+        "# HELP heavyopt_last_job_evaluations_per_second Evaluations per second of the latest completed job.",
+        "# TYPE heavyopt_last_job_evaluations_per_second gauge",
+        f"heavyopt_last_job_evaluations_per_second {last_rate or 0.0:.3f}",
+    ]
+    return "\n".join(lines) + "\n"
