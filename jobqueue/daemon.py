@@ -353,6 +353,8 @@ class Daemon:
         name = _peek_input_file(path)
         if name and os.path.lexists(self.share.input / name) and not self._is_settled(self.share.input / name):
             return False  # the job file came first and its input is still being copied
+        if name and not os.path.lexists(self.share.input / name) and _age_s(path) < self.q.input_wait_s:
+            return False  # the job file came first and its input is not there yet
         seq = self.store.add(
             job_id=job_id,
             share=str(self.share.root),
@@ -913,6 +915,13 @@ def _peek_input_file(path: Path) -> str | None:
         return None
     value = value.replace("\\", "/").removeprefix("input/")
     return value if value and "/" not in value else None
+
+
+def _age_s(path: Path) -> float:
+    try:
+        return time.time() - os.lstat(path).st_mtime
+    except FileNotFoundError:
+        return 0.0
 
 
 def _mtime_iso(path: Path) -> str | None:

@@ -15,7 +15,7 @@ from rich.table import Table
 
 from optimizer import __version__
 from optimizer.config import Config, load_config
-from optimizer.errors import ConfigError, HeavyOptError
+from optimizer.errors import ConfigError, HeavyOptError, InputError, JobFailed
 
 app = typer.Typer(
     name="heavyopt",
@@ -26,6 +26,7 @@ app = typer.Typer(
 )
 err = Console(stderr=True)
 OUTPUT_ERRORS_EXIT = 6  # the job completed but some output files could not be written
+WAIT_TIMEOUT_EXIT = 7  # submit --wait: no result in time
 out = Console()
 
 ConfigOpt = Annotated[
@@ -204,18 +205,25 @@ def bench(
 ShareOpt = Annotated[Path | None, typer.Option(help="Share root with input/, jobs/, output/, archive/ [QUEUE.share].")]
 DataDirOpt = Annotated[Path | None, typer.Option(help="Job database and DuckDB store [DATABASE.data_dir].")]
 PollOpt = Annotated[bool | None, typer.Option("--poll/--inotify", help="Poll (CIFS/NFS mounts) [QUEUE.poll].")]
+LogFormatOpt = Annotated[str, typer.Option("--log-format", help="text, or json (one object per line, for journald).")]
 
 
 def _daemon(
-    share: Path | None, config_file: Path | None, data_dir: Path | None, poll: bool | None, sets: list[str]
+    share: Path | None,
+    config_file: Path | None,
+    data_dir: Path | None,
+    poll: bool | None,
+    sets: list[str],
+    log_format: str = "text",
 ) -> Any:
     """The configured queue daemon, with logging set up; not started."""
-    import logging
-
     from jobqueue.daemon import Daemon, server_layers, state_dir
     from jobqueue.share import Share
     from optimizer.config import build_config
+    from optimizer.logs import LOG_FORMATS, setup_logging
 
+    if log_format not in LOG_FORMATS:
+        raise ConfigError(f"config error: --log-format {log_format!r}: use one of {', '.join(LOG_FORMATS)}")
     extra = []
     if share is not None:
         extra.append(f"QUEUE.share={share.absolute()}")
@@ -227,7 +235,7 @@ def _daemon(
     config = build_config(layers)
     if not config.queue.share:
         raise ConfigError("config error: QUEUE.share is not set; give --share DIR or set it in the config file")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(log_format)
     return Daemon(Share(Path(config.queue.share).absolute()), config, layers, state_dir(config).absolute())
 
 
@@ -238,12 +246,13 @@ def watch(
     data_dir: DataDirOpt = None,
     poll: PollOpt = None,
     sets: SetOpt = None,
+    log_format: LogFormatOpt = "text",
 ) -> None:
     """Watch a share for CSVs and job files; run each as a job; publish results (runs until SIGTERM)."""
     import signal
 
     try:
-        daemon = _daemon(share, config_file, data_dir, poll, sets or [])
+        daemon = _daemon(share, config_file, data_dir, poll, sets or [], log_format)
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: daemon.stop.set())
         daemon.run()
@@ -260,8 +269,10 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port [API.port, default 8080].")] = None,
     poll: PollOpt = None,
     sets: SetOpt = None,
+    log_format: LogFormatOpt = "text",
 ) -> None:
     """The queue daemon and the status API in one service (runs until SIGTERM)."""
+    import logging
     import signal
     import threading
     import time
@@ -276,7 +287,7 @@ def serve(
     if port is not None:
         extra.append(f"API.port={port}")
     try:
-        daemon = _daemon(share, config_file, data_dir, poll, extra)
+        daemon = _daemon(share, config_file, data_dir, poll, extra, log_format)
         api = daemon.config.api
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: daemon.stop.set())
@@ -290,7 +301,14 @@ def serve(
                 daemon=daemon,
             )
             server = uvicorn.Server(
-                uvicorn.Config(web, host=api.host, port=api.port, access_log=False, timeout_graceful_shutdown=5)
+                uvicorn.Config(
+                    web,
+                    host=api.host,
+                    port=api.port,
+                    access_log=False,
+                    timeout_graceful_shutdown=5,
+                    log_config=None,  # uvicorn logs through our handler (text or JSON)
+                )
             )
             thread = threading.Thread(target=server.run, name="api", daemon=True)
             thread.start()
@@ -301,11 +319,8 @@ def serve(
                     f"config error: the status API cannot listen on {api.host}:{api.port} (see the log above); "
                     "set API.port / --port to a free port"
                 )
-            err.print(
-                f"heavyopt: status API on http://{api.host}:{server.servers[0].sockets[0].getsockname()[1]}/",
-                markup=False,
-                highlight=False,
-            )
+            bound = server.servers[0].sockets[0].getsockname()[1]
+            logging.getLogger("heavyopt").info("status API on http://%s:%s/", api.host, bound)
         except BaseException:
             daemon.stop.set()
             daemon.close()
@@ -313,6 +328,94 @@ def serve(
         daemon.loop()  # until SIGTERM, then the stop grace; the API answers until the daemon has stopped
         server.should_exit = True
         thread.join(timeout=30)
+    except HeavyOptError as exc:
+        raise _fail(exc) from None
+
+
+@app.command()
+def submit(
+    file: Annotated[Path, typer.Argument(help="The CSV to run; copied into the share's input/.")],
+    ini: Annotated[str, typer.Option("--ini", help="Job keys for this run (sidecar INI); empty = none.")] = "",
+    share: ShareOpt = None,
+    config_file: ConfigOpt = None,
+    job_id: Annotated[str | None, typer.Option(help="Default: <file name>-<YYYYmmdd_HHMMSS>.")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for the result; exit 0 completed, 5 failed.")] = False,
+    timeout: Annotated[float, typer.Option(min=1, help="With --wait: give up after this many seconds (exit 7).")] = (
+        14_400
+    ),
+) -> None:
+    """Queue FILE as a job on the share, as a Windows client would (used by the nightly timer)."""
+    import re
+    import shutil
+    import time
+
+    from jobqueue.daemon import JOB_ID
+    from jobqueue.share import Share, write_json_atomic
+
+    extra = [f"QUEUE.share={share.absolute()}"] if share is not None else []
+    try:
+        config = _config(config_file, None, extra)
+        if not config.queue.share:
+            raise ConfigError("config error: QUEUE.share is not set; give --share DIR or set HEAVYOPT_QUEUE_SHARE")
+        where = Share(Path(config.queue.share))
+        if not where.input.is_dir() or not where.queue.is_dir():
+            raise ConfigError(
+                f"config error: QUEUE.share = {str(where.root)!r} has no input/ and jobs/queue/; is it the share "
+                "that heavyopt serve/watch uses (it creates them)?"
+            )
+        if not file.is_file():
+            raise InputError(f"input error: {file}: no such file; give the CSV to submit")
+        sidecar = Path(ini) if ini.strip() else None
+        if sidecar is not None and not sidecar.is_file():
+            raise ConfigError(f"config error: --ini {ini!r}: no such file")
+        stamp = time.strftime("%Y%m%d_%H%M%S")
+        stem = re.sub(r"[^A-Za-z0-9_-]+", "_", file.stem).strip("_")[:60] or "job"
+        job_id = job_id or f"{stem}-{stamp}"
+        if not JOB_ID.fullmatch(job_id):
+            raise ConfigError(f"config error: --job-id {job_id!r}: use 1–100 letters, digits, '_' or '-'")
+        for folder in (where.queue, where.processing):
+            if (folder / f"{job_id}.json").exists():
+                raise ConfigError(f"config error: job {job_id!r} is already queued; give another --job-id")
+        name = f"{job_id}.csv"
+        # Copied under names the daemon ignores, then renamed: it never sees a partial file.
+        if sidecar is not None:
+            shutil.copyfile(sidecar, where.input / f"~${job_id}.ini")
+            Path(where.input / f"~${job_id}.ini").rename(where.input / f"{job_id}.ini")
+        shutil.copyfile(file, where.input / f"~${name}")
+        Path(where.input / f"~${name}").rename(where.input / name)
+        write_json_atomic(
+            where.queue / f"{job_id}.json",
+            {
+                "job_id": job_id,
+                "input_file": name,
+                "job_type": "portfolio_optimization",
+                "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                "source": str(file.absolute()),
+                "submitted_by": "heavyopt submit",
+            },
+        )
+        out.print(f"submitted {job_id}: {file} -> {where.rel(where.input / name)}", highlight=False, soft_wrap=True)
+        if not wait:
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for folder in (where.completed, where.failed):
+                path = folder / f"{job_id}.json"
+                if path.exists():
+                    result = json.loads(path.read_text(encoding="utf-8"))
+                    _print_job(result)
+                    if result["status"] != "completed":
+                        raise typer.Exit(JobFailed.exit_code)
+                    return
+            time.sleep(1.0)
+        err.print(
+            f"heavyopt: no result for job {job_id} after {timeout:g} s; it is still queued or running "
+            f"(heavyopt status {job_id}); is heavyopt serve/watch running on {where.root}?",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(WAIT_TIMEOUT_EXIT)
     except HeavyOptError as exc:
         raise _fail(exc) from None
 

@@ -56,6 +56,7 @@ _BOUNDS: dict[tuple[str, str], tuple[float | None, float | None]] = {
     ("DATABASE", "lock_wait_s"): (0.0, None),
     ("QUEUE", "settle_s"): (0.0, None),
     ("QUEUE", "rescan_s"): (0.5, None),
+    ("QUEUE", "input_wait_s"): (0.0, None),
     ("QUEUE", "poll_interval_s"): (0.1, None),
     ("QUEUE", "workers"): (1, 64),
     ("QUEUE", "job_timeout_s"): (1.0, None),
@@ -147,6 +148,7 @@ class Queue:
 
     share: str = ""  # share root holding input/, jobs/, output/, archive/
     settle_s: float = 2.0  # a file counts once its size and mtime are unchanged this long
+    input_wait_s: float = 120.0  # a job file waits this long for the CSV it names to appear in input/
     rescan_s: float = 30.0  # full rescan of input/ and jobs/queue/ besides the file events
     csv_drops: bool = True  # a CSV dropped into input/ is a job; false: only job files (and POST /jobs) are
     poll: bool = False  # poll instead of inotify (a share mounted over CIFS/NFS)

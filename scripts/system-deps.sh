@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Debian packages the test suite drives for real: Samba (smbd, smbclient) for the share tests,
-# Chromium for the status page.
+# Chromium for the status page, systemd-analyze for the unit files.
 # Installed only when missing and when running as root (CI); otherwise those tests skip locally.
 set -euo pipefail
-packages=(samba smbclient chromium)
+packages=(samba smbclient chromium systemd)
 missing=()
 command -v smbd >/dev/null 2>&1 || [ -x /usr/sbin/smbd ] || missing+=(samba)
 command -v smbclient >/dev/null 2>&1 || missing+=(smbclient)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0
 fi

@@ -113,6 +113,7 @@ def daemon(env: Env) -> Iterator[Callable[..., Daemon]]:
                 f"DATABASE.data_dir={env.state}",
                 "QUEUE.settle_s=0.3",
                 "QUEUE.rescan_s=2",
+                "QUEUE.input_wait_s=3",
                 *sets,
             ],
             environ={},
