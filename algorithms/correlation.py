@@ -59,16 +59,17 @@ def average_pairwise(units: np.ndarray, members: np.ndarray | None = None) -> fl
     return float((total @ total - nonconstant) / (n * (n - 1)))
 
 
-def top_pairs(units: np.ndarray, k: int, block: int = PAIR_BLOCK) -> list[CorrelatedPair]:
+def top_pairs(units: np.ndarray, k: int, block: int = PAIR_BLOCK, xp: Any = np) -> list[CorrelatedPair]:
     """The ``k`` most correlated distinct pairs, by blockwise GEMM over the upper triangle.
 
     Never forms the S×S matrix: each step multiplies a (block, T) slice by the (T, S−start)
-    remainder, keeps its top k, and merges.
+    remainder, keeps its top k, and merges. With ``xp = cupy`` the products and the selection
+    run on the GPU and only each block's k candidates come back to the host.
     """
     n = units.shape[1]
     if n < 2 or k <= 0:
         return []
-    cols = np.ascontiguousarray(units.T)
+    cols = xp.ascontiguousarray(xp.asarray(units).T)
     best_val = np.empty(0)
     best_i = np.empty(0, dtype=np.int64)
     best_j = np.empty(0, dtype=np.int64)
@@ -78,14 +79,17 @@ def top_pairs(units: np.ndarray, k: int, block: int = PAIR_BLOCK) -> list[Correl
         corr = cols[start:stop] @ cols[start:].T  # (rows, n - start); column c is strategy start + c
         rows, width = corr.shape
         # Only pairs j > i: in this block that is the strict upper triangle of its first `rows` columns.
-        corr[:, :rows][np.tril_indices(rows)] = -np.inf
+        lower = xp.tril_indices(rows)
+        corr[lower[0], lower[1]] = -xp.inf
         flat = corr.ravel()
-        candidates = np.flatnonzero(flat > threshold)
+        candidates = xp.flatnonzero(flat > threshold)
         if candidates.size > k:
-            candidates = candidates[np.argpartition(flat[candidates], candidates.size - k)[candidates.size - k :]]
-        best_val = np.concatenate([best_val, flat[candidates]])
-        best_i = np.concatenate([best_i, start + candidates // width])
-        best_j = np.concatenate([best_j, start + candidates % width])
+            candidates = candidates[xp.argpartition(flat[candidates], candidates.size - k)[candidates.size - k :]]
+        values = _host(flat[candidates])
+        found = _host(candidates).astype(np.int64)
+        best_val = np.concatenate([best_val, values])
+        best_i = np.concatenate([best_i, start + found // width])
+        best_j = np.concatenate([best_j, start + found % width])
         if best_val.size > k:
             keep = np.argpartition(best_val, best_val.size - k)[best_val.size - k :]
             best_val, best_i, best_j = best_val[keep], best_i[keep], best_j[keep]
@@ -93,3 +97,7 @@ def top_pairs(units: np.ndarray, k: int, block: int = PAIR_BLOCK) -> list[Correl
             threshold = float(best_val.min())
     order = np.lexsort((best_j, best_i, -best_val))
     return [CorrelatedPair(int(best_i[o]), int(best_j[o]), float(best_val[o])) for o in order]
+
+
+def _host(array: Any) -> np.ndarray:
+    return np.asarray(array.get() if hasattr(array, "get") else array)

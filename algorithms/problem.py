@@ -14,6 +14,7 @@ from algorithms.fitness import Objective, fitness_from_sums, metric_values
 from algorithms.operators import apply_swap
 
 CHUNK_ROWS = 2048  # portfolios per block: fastest of 512–10,240 here (the (P, 2T) sums stay in L2/L3)
+GPU_CHUNK_ROWS = 65_536  # on a GPU, larger blocks keep the device busy (optimizer.compute sizes memory by it)
 
 
 def _sparse_module(xp: Any) -> Any:
@@ -59,6 +60,12 @@ class Problem:
         """Build from host arrays ``pnl`` and ``units`` of shape (T, S)."""
         rows = np.ascontiguousarray(np.hstack([pnl.T, units.T]), dtype=np.float64)
         return cls(rows=rows, nonconstant=nonconstant.astype(np.float64), size=size, objective=objective, **kw)
+
+    def on(self, xp: Any) -> Problem:
+        """The same problem with its arrays on ``xp`` (``cupy`` moves them to the GPU)."""
+        if xp is self.xp:
+            return self
+        return Problem(xp.asarray(self.rows), xp.asarray(self.nonconstant), self.size, self.objective, xp, self.threads)
 
     def with_size(self, size: int) -> Problem:
         """The same data for another portfolio size (arrays shared, not copied)."""
@@ -127,7 +134,8 @@ class Problem:
         population = np.asarray(population)
         if population.ndim != 2 or population.shape[1] != self.size:
             raise ValueError(f"population must have shape (P, {self.size}), got {population.shape}")
-        chunks = [population[i : i + CHUNK_ROWS] for i in range(0, len(population), CHUNK_ROWS)]
+        step = CHUNK_ROWS if self.xp is np else GPU_CHUNK_ROWS
+        chunks = [population[i : i + step] for i in range(0, len(population), step)]
         if self.threads > 1 and len(chunks) > 1 and self.xp is np:
             return np.concatenate(list(_pool(self.threads).map(self._evaluate_chunk, chunks)))
         if not chunks:

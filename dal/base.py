@@ -68,7 +68,9 @@ class ResultRow:
 class Backend(Protocol):
     """A place to keep P&L, run ULTA in SQL, and keep job history."""
 
-    url: str  # redacted: safe to log
+    @property
+    def url(self) -> str:  # redacted: safe to log
+        ...
 
     def store_pnl(
         self,
@@ -111,8 +113,9 @@ JOB_FIELDS = (
 )
 
 
-def open_backend(url: str, *, lock_wait_s: float = 600.0) -> Backend:
-    """A backend for ``duckdb:///path/to/file.duckdb`` (or ``duckdb:///:memory:``).
+def open_backend(url: str, *, lock_wait_s: float = 600.0, timeout_s: float = 10.0) -> Backend:
+    """A backend for ``duckdb:///path/to/file.duckdb`` (or ``duckdb:///:memory:``), or
+    ``heavydb://user:password@host:6274/dbname`` (``timeout_s`` to connect).
 
     A DuckDB file is opened per operation; while another process holds it, an operation
     waits up to ``lock_wait_s`` (``DATABASE.lock_wait_s``) before giving up.
@@ -127,7 +130,11 @@ def open_backend(url: str, *, lock_wait_s: float = 600.0) -> Backend:
         from dal.duckdb_backend import DuckDBBackend
 
         return DuckDBBackend(rest[1:] if rest.startswith("/") else rest, lock_wait_s=lock_wait_s)
+    if scheme == "heavydb" and sep:
+        from dal.heavydb_backend import HeavyDBBackend
+
+        return HeavyDBBackend(url, timeout_s=timeout_s)
     raise BackendUnavailable(
         f"database error: DATABASE.url {url.split('@')[-1]!r}: unsupported scheme {scheme!r}; "
-        "use duckdb:///path/to/file.duckdb (the embedded default)"
+        "use duckdb:///path/to/file.duckdb (the embedded default) or heavydb://user:password@host:6274/dbname"
     )

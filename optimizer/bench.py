@@ -208,5 +208,138 @@ def run_bench(
     rows.append(
         Row(f"swap moves n={SIZE}, 1 thread", seconds, SWAPS / seconds, "moves/s", "full recomputation", full_s)
     )
+    rows.extend(_gpu_rows(pnl, units, nonconstant, population, members, out_pos, incoming, rows))
     rows.append(Row("peak memory", 0.0, peak_rss_mb(), "MB RSS"))
     return rows, single.with_size(QUALITY_SIZE)
+
+
+GPU_BATCH = 100_000
+
+
+def _gpu_rows(
+    pnl: np.ndarray,
+    units: np.ndarray,
+    nonconstant: np.ndarray,
+    population: np.ndarray,
+    members: np.ndarray,
+    out_pos: np.ndarray,
+    incoming: np.ndarray,
+    host_rows: list[Row],
+) -> list[Row]:
+    """The same steps on CuPy, beside the NumPy figures of this run; none without a usable GPU."""
+    from optimizer.compute import choose
+    from optimizer.config import load_config
+
+    strategies = pnl.shape[1]
+    choice = choose(load_config(overrides=["COMPUTE.backend=cupy"], environ={}), strategies, pnl.shape[0], 100)
+    if not choice.on_gpu:
+        return [Row(f"GPU: not measured ({choice.fallback})", 0.0)]
+    cp = choice.xp
+    by_step = {r.step: r.seconds for r in host_rows}
+    rows = [Row(f"GPU: {choice.device}", 0.0)]
+    top_pairs(units, 20, xp=cp)  # warm-up: kernels compiled, pools allocated
+    seconds = _best_of(lambda: top_pairs(units, 20, xp=cp))
+    rows.append(
+        Row(
+            "GPU top 20 pairs",
+            seconds,
+            strategies * (strategies - 1) / 2 / seconds,
+            "pairs/s",
+            "NumPy",
+            by_step["top 20 pairs (blockwise GEMM)"],
+        )
+    )
+    host = Problem.from_pnl(pnl, units, nonconstant, SIZE, Objective(), threads=1)
+    device = host.on(cp)
+    big = np.concatenate([population] * (GPU_BATCH // len(population)))
+    device.evaluate(big[:1000])  # warm-up
+    seconds = _best_of(partial(device.evaluate, big))
+    cpu_per_batch = min(r.seconds for r in host_rows if r.step.startswith(f"batch fitness n={SIZE}")) / BATCH
+    rows.append(
+        Row(
+            f"GPU batch fitness n={SIZE} ({GPU_BATCH:,} per call)",
+            seconds,
+            GPU_BATCH / seconds,
+            "portfolios/s",
+            "NumPy, best threads",
+            cpu_per_batch * GPU_BATCH,
+        )
+    )
+    if not np.allclose(device.evaluate(population), host.evaluate(population), rtol=1e-9, atol=0):
+        raise RuntimeError("bench: GPU and CPU fitness differ by more than 1e-9 relative")
+    per_call = 1_000
+    seconds = _best_of(
+        lambda: [
+            device.evaluate_swaps(members, out_pos[i : i + per_call], incoming[i : i + per_call])
+            for i in range(0, SWAPS, per_call)
+        ]
+    )
+    rows.append(
+        Row(
+            f"GPU swap moves n={SIZE}",
+            seconds,
+            SWAPS / seconds,
+            "moves/s",
+            "NumPy, 1 thread",
+            by_step[f"swap moves n={SIZE}, 1 thread"],
+        )
+    )
+    pool = cp.get_default_memory_pool()
+    rows.append(Row("GPU memory pool peak", 0.0, pool.total_bytes() / 2**20, "MB"))
+    return rows
+
+
+def sweep(strategies: int, days: int, seed: int, work_dir: Path | None = None) -> list[Row]:
+    """The whole job (sizes 35..100, every algorithm, default settings) on NumPy, then on CuPy if a GPU works.
+
+    Each step's time on CuPy is set beside the same step on NumPy in this run.
+    """
+    from optimizer.compute import choose
+    from optimizer.config import load_config
+    from optimizer.pipeline import run_job
+
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(dir=work_dir) as tmp_name:
+        tmp = Path(tmp_name)
+        csv_path = write_csv(tmp / "sweep.csv", strategies, days, seed)
+        gpu = choose(load_config(overrides=["COMPUTE.backend=cupy"], environ={}), strategies, days, 100)
+        modules = ["numpy", "cupy"] if gpu.on_gpu else ["numpy"]
+        if not gpu.on_gpu:
+            rows.append(Row(f"sweep on CuPy: not measured ({gpu.fallback})", 0.0))
+        numpy_steps: dict[str, float] = {}
+        for module in modules:
+            config = load_config(
+                overrides=[f"COMPUTE.backend={module}", f"DATABASE.data_dir={tmp / module}"], environ={}
+            )
+            started = time.perf_counter()
+            outcome = run_job(csv_path, config, out_dir=tmp / "out")
+            wall = time.perf_counter() - started
+            steps = dict(outcome.report.timings_s)
+            label = f"{module} ({outcome.report.compute.get('device') or 'host'})"
+            if outcome.report.fallbacks:
+                raise RuntimeError(f"bench: the {module} sweep fell back: {outcome.report.fallbacks}")
+            evaluations = sum(r.evaluations for r in outcome.report.results)
+            for step, seconds in steps.items():
+                rows.append(
+                    Row(
+                        f"sweep 35..100 {label}: {step}",
+                        seconds,
+                        None,
+                        "",
+                        "NumPy" if module != "numpy" else "",
+                        numpy_steps.get(step),
+                    )
+                )
+            rows.append(
+                Row(
+                    f"sweep 35..100 {label}: whole job",
+                    wall,
+                    evaluations / steps["search"],
+                    "evaluations/s (search)",
+                    "NumPy" if module != "numpy" else "",
+                    numpy_steps.get("whole job"),
+                )
+            )
+            if module == "numpy":
+                numpy_steps = {**steps, "whole job": wall}
+    return rows

@@ -145,8 +145,13 @@ def bench(
     budget: Annotated[int, typer.Option(min=1, help="Evaluations per algorithm in the quality table.")] = 10_000,
     metric: Annotated[str, typer.Option(help="Metric for the quality table.")] = "ratio",
     json_file: Annotated[Path | None, typer.Option("--json", help="Also write the figures as JSON.")] = None,
+    with_sweep: Annotated[
+        bool, typer.Option("--sweep", help="Also time whole jobs (sizes 35..100) on NumPy and, with a GPU, CuPy.")
+    ] = False,
 ) -> None:
-    """Time every step on a generated file beside same-run baselines; then compare the algorithms."""
+    """Time every step on a generated file beside same-run baselines; then compare the algorithms.
+
+    With a working GPU (CuPy) the GPU figures are measured too, beside the NumPy ones."""
     import dataclasses
     import os
     import platform
@@ -156,7 +161,11 @@ def bench(
 
     if metric not in METRICS:
         raise _fail(ConfigError(f"bench: --metric {metric!r}: must be one of {', '.join(METRICS)}"))
+    from optimizer.bench import sweep
+
     rows, problem = run_bench(strategies, days, seed, threads, Path(tempfile.gettempdir()))
+    if with_sweep:
+        rows += sweep(strategies, days, seed, Path(tempfile.gettempdir()))
     wide = Console(width=max(out.width, 132))
     table = Table(title=f"heavyopt bench: {strategies} × {days}, {os.cpu_count()} CPUs, {platform.processor() or ''}")
     for col in ("step", "seconds", "rate", "baseline", "speed-up"):

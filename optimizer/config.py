@@ -54,6 +54,10 @@ _BOUNDS: dict[tuple[str, str], tuple[float | None, float | None]] = {
     ("COMPUTE", "workers"): (0, 256),
     ("DATABASE", "keep_pnl_jobs"): (0, None),
     ("DATABASE", "lock_wait_s"): (0.0, None),
+    ("DATABASE", "connect_timeout_s"): (0.1, None),
+    ("DATABASE", "breaker_failures"): (1, None),
+    ("DATABASE", "breaker_cooldown_s"): (0.0, None),
+    ("COMPUTE", "gpu_memory_limit_mb"): (0.0, None),
     ("QUEUE", "settle_s"): (0.0, None),
     ("QUEUE", "rescan_s"): (0.5, None),
     ("QUEUE", "input_wait_s"): (0.0, None),
@@ -125,6 +129,10 @@ class Database:
     data_dir: str = ""  # empty: $XDG_DATA_HOME/heavyopt or ~/.local/share/heavyopt
     keep_pnl_jobs: int = 5  # P&L rows of older jobs are deleted; job records and results are kept
     lock_wait_s: float = 600.0  # how long to wait while another process (another job) uses the DuckDB file
+    fallback: bool = True  # a heavydb:// URL that fails: run the job on the embedded DuckDB file instead
+    connect_timeout_s: float = 10.0
+    breaker_failures: int = 3  # HeavyDB failures in a row before it is skipped for breaker_cooldown_s
+    breaker_cooldown_s: float = 300.0
 
     def __repr__(self) -> str:  # the URL may carry a password
         return f"Database(url={redact_url(self.url)!r}, data_dir={self.data_dir!r})"
@@ -135,6 +143,7 @@ class Compute:
     backend: str = "auto"
     workers: int = 0  # processes running algorithms in parallel; 0 = one per CPU core, 1 = in-process
     threads: int = 0  # threads inside one batched evaluation; 0 = the cores left per worker
+    gpu_memory_limit_mb: float = 0.0  # cap on CuPy's memory pool; 0 = 90 % of the free device memory
 
 
 @dataclass(frozen=True)
@@ -499,9 +508,15 @@ def default_data_dir(environ: Mapping[str, str] | None = None) -> Path:
     return Path(base) / "heavyopt"
 
 
+def data_dir(config: Config) -> Path:
+    return Path(config.database.data_dir) if config.database.data_dir else default_data_dir()
+
+
+def embedded_url(config: Config) -> str:
+    """The embedded DuckDB file under the data directory (the default, and the fallback)."""
+    return f"duckdb:///{data_dir(config) / 'heavyopt.duckdb'}"
+
+
 def database_url(config: Config) -> str:
     """The configured URL, or the embedded DuckDB file under the data directory."""
-    if config.database.url:
-        return config.database.url
-    data_dir = Path(config.database.data_dir) if config.database.data_dir else default_data_dir()
-    return f"duckdb:///{data_dir / 'heavyopt.duckdb'}"
+    return config.database.url or embedded_url(config)

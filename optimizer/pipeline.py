@@ -7,6 +7,7 @@ optional progress callback and its wall time to the report.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import re
@@ -26,9 +27,11 @@ import numpy as np
 from algorithms.correlation import average_pairwise, top_pairs, unit_columns
 from algorithms.problem import Problem
 from dal import Backend, ResultRow, open_backend
+from dal.fallback import Breaker, FallbackBackend
 from optimizer import __version__
-from optimizer.config import Config, database_url
-from optimizer.errors import BackendUnavailable, HeavyOptError, InputError, JobFailed
+from optimizer.compute import ComputeChoice, choose, is_gpu_error, release
+from optimizer.config import Config, data_dir, database_url, embedded_url, redact_url
+from optimizer.errors import HeavyOptError, InputError, JobFailed
 from optimizer.loader import Dataset, load_csv, sum_by_date
 from optimizer.reporting import best_lines, strategy_table, zone_breakdown
 from optimizer.search import (
@@ -121,15 +124,11 @@ def run_job(
     created_at = datetime.now(UTC).isoformat(timespec="seconds")
     steps = _Steps(progress)
     _, skipped = enabled_algorithms(config)
-    if config.compute.backend == "cupy":
-        raise BackendUnavailable(
-            "compute error: COMPUTE.backend = cupy: the CuPy path is not in this version; "
-            "set COMPUTE.backend = auto or numpy"
-        )
 
     with steps.step("load", STEP_START["load"]):
         dataset = load_csv(path, date_format=config.input.date_format, min_strategies=config.portfolio.min_size)
-    backend = open_backend(database_url(config), lock_wait_s=config.database.lock_wait_s)
+    backend = open_store(config)
+    compute = _Compute(choose(config, len(dataset.strategies), dataset.n_rows, config.portfolio.max_size))
     try:
         backend.record_job(
             job_id,
@@ -141,8 +140,9 @@ def run_job(
             seed=config.general.seed,
             config_json=json.dumps(config.to_dict()),
         )
-        report = _run_stored(job_id, path, dataset, config, backend, steps, created_at, skipped)
+        report = _run_stored(job_id, path, dataset, config, backend, steps, created_at, skipped, compute)
         backend.record_results(job_id, [_result_row(r) for r in report.results])
+        report = dataclasses.replace(report, database=backend.url, fallbacks=_fallbacks(backend, compute))
         with steps.step("outputs", OUTPUTS_START):
             run_dir, errors = write_run_folder(report, Path(out_dir).absolute(), started_struct)
         backend.record_job(
@@ -160,13 +160,81 @@ def run_job(
         reason = str(failure) if isinstance(failure, Exception) else "interrupted"
         _record_failure(backend, job_id, reason)
         backend.close()
+        release(compute.choice)
         if failure is exc:
             raise
         raise failure from exc
     _prune(backend, config.database.keep_pnl_jobs)
     backend.close()
+    release(compute.choice)
+    _breaker_outcome(config, backend)
     steps.progress("done", 100.0)
     return JobOutcome(job_id, run_dir, report, tuple(errors))
+
+
+def open_store(config: Config) -> Backend:
+    """The configured store; a ``heavydb://`` URL with ``DATABASE.fallback`` falls back to DuckDB.
+
+    HeavyDB is not tried while its circuit breaker is open; a failure to connect, or during
+    the job, moves the job to the embedded DuckDB file and is recorded on the breaker.
+    """
+    db = config.database
+    url = database_url(config)
+    if not url.startswith("heavydb://") or not db.fallback:
+        return open_backend(url, lock_wait_s=db.lock_wait_s, timeout_s=db.connect_timeout_s)
+    breaker = _breaker(config)
+
+    def secondary() -> Backend:
+        return open_backend(embedded_url(config), lock_wait_s=db.lock_wait_s)
+
+    allowed, why = breaker.closed()
+    if not allowed:
+        log.warning("%s; the job runs on the embedded DuckDB store", why)
+        return FallbackBackend.fallen(secondary(), why, redact_url(url))
+    try:
+        primary = open_backend(url, timeout_s=db.connect_timeout_s)
+    except HeavyOptError as exc:
+        breaker.failure(str(exc))
+        log.warning("%s; the job runs on the embedded DuckDB store", exc)
+        return FallbackBackend.fallen(secondary(), str(exc), redact_url(url))
+    return FallbackBackend(primary, secondary, on_fallback=breaker.failure)
+
+
+def _breaker(config: Config) -> Breaker:
+    return Breaker(
+        data_dir(config) / "heavydb_breaker.json",
+        failures=config.database.breaker_failures,
+        cooldown_s=config.database.breaker_cooldown_s,
+    )
+
+
+def _breaker_outcome(config: Config, backend: Backend) -> None:
+    """A job that ran on HeavyDB to the end closes the breaker."""
+    if isinstance(backend, FallbackBackend) and not backend.fell_back:
+        _breaker(config).success()
+
+
+def _fallbacks(backend: Backend, compute: _Compute) -> dict[str, str]:
+    out = {}
+    if isinstance(backend, FallbackBackend) and backend.fallback_reason:
+        out["database"] = f"{backend.primary_url} → {backend.url}: {backend.fallback_reason}"
+    if compute.fallback:
+        out["compute"] = compute.fallback
+    return out
+
+
+class _Compute:
+    """The job's array module; switched to NumPy for good after a GPU failure."""
+
+    def __init__(self, choice: ComputeChoice) -> None:
+        self.choice = choice
+        self.fallback = choice.fallback
+
+    def to_numpy(self, reason: str) -> None:
+        log.warning("GPU failed (%s); repeating the search on NumPy", reason)
+        release(self.choice)
+        self.choice = ComputeChoice(np, "numpy")
+        self.fallback = f"GPU failed during the search, repeated on NumPy: {reason}"
 
 
 def _now() -> datetime:
@@ -210,6 +278,22 @@ def _result_row(r: AlgorithmResult) -> ResultRow:
     return ResultRow(r.size, r.algorithm, r.status, r.fitness, r.evaluations, r.seconds, r.strategies, r.error)
 
 
+class _GpuFailed(Exception):
+    """A GPU error inside an algorithm (recorded by the algorithm driver as a failed run)."""
+
+
+def _on_gpu_or_host(compute: _Compute, work: Callable[[Any], Any]) -> Any:
+    """``work(xp)`` on the job's array module; after any GPU error, again on NumPy."""
+    if not compute.choice.on_gpu:
+        return work(np)
+    try:
+        return work(compute.choice.xp)
+    except Exception as exc:  # noqa: BLE001 - any GPU error, out-of-memory included, means NumPy
+        reason = str(exc) if isinstance(exc, _GpuFailed) else f"{type(exc).__name__}: {exc}"
+        compute.to_numpy(reason.splitlines()[0] if reason else type(exc).__name__)
+        return work(np)
+
+
 @dataclass(frozen=True, eq=False)
 class _Optimised:
     """One optimisation of one stored matrix (the whole input, or one zone)."""
@@ -240,6 +324,7 @@ def _optimise(
     sizes: range,
     step: Callable[[str], Any],
     progress: Callable[[str, float], None],
+    compute: _Compute,
     prefix: tuple[int, ...] = (),
 ) -> _Optimised:
     """Store → ULTA in SQL → fetch → correlation → search → winner, for one matrix of rows."""
@@ -259,13 +344,24 @@ def _optimise(
         units, nonconstant = unit_columns(np, pnl)
         universe = average_pairwise(units)
         pairs = tuple(
-            PairCorrelation(names[p.first], names[p.second], p.correlation) for p in top_pairs(units, TOP_PAIRS)
+            PairCorrelation(names[p.first], names[p.second], p.correlation)
+            for p in _on_gpu_or_host(compute, lambda xp: top_pairs(units, TOP_PAIRS, xp=xp))
         )
     with step("search"):
         base = Problem.from_pnl(
             pnl, units, nonconstant, sizes.start, objective(config), threads=compute_threads(config)
         )
-        results = search(config, base, names, portfolio_sizes(sizes, len(names)), progress, prefix)
+        chosen = portfolio_sizes(sizes, len(names))
+
+        def run_search(xp: Any) -> list[AlgorithmResult]:
+            workers = 1 if xp is not np else None  # one GPU: its parallelism is inside each batch
+            found = search(config, base.on(xp), names, chosen, progress, prefix, workers=workers)
+            gpu_failures = [r.error for r in found if r.status == "failed" and xp is not np and is_gpu_error(r.error)]
+            if gpu_failures:
+                raise _GpuFailed(gpu_failures[0])
+            return found
+
+        results = _on_gpu_or_host(compute, run_search)
         winner = pick_winner(results, pnl, units, names, config)
     return _Optimised(
         days,
@@ -283,7 +379,14 @@ def _optimise(
 
 
 def _zone_runs(
-    job_id: str, path: Path, dataset: Dataset, config: Config, db: Backend, steps: _Steps, weights: dict[str, float]
+    job_id: str,
+    path: Path,
+    dataset: Dataset,
+    config: Config,
+    db: Backend,
+    steps: _Steps,
+    weights: dict[str, float],
+    compute: _Compute,
 ) -> tuple[ZoneRun, ...]:
     """Each zone optimised on its own rows: its own ULTA, correlation and search (brief §6)."""
     zones = list(weights)
@@ -309,6 +412,7 @@ def _zone_runs(
                 sizes=config.zone_sizes,
                 step=lambda name: contextlib.nullcontext(),
                 progress=progress,
+                compute=compute,
                 prefix=(k + 1,),
             )
             members = np.array(done.winner.members)
@@ -336,6 +440,7 @@ def _run_stored(
     steps: _Steps,
     created_at: str,
     skipped: list[str],
+    compute: _Compute,
 ) -> RunReport:
     dataset, excluded = exclude_rows(dataset)
     zoned = zone_mode(config) and dataset.zones is not None
@@ -365,8 +470,9 @@ def _run_stored(
         sizes=config.sizes,
         step=step,
         progress=progress,
+        compute=compute,
     )
-    zone_runs = _zone_runs(job_id, path, dataset, config, db, steps, weights) if zoned else None
+    zone_runs = _zone_runs(job_id, path, dataset, config, db, steps, weights, compute) if zoned else None
     members = np.array(main.winner.members)
     ppy = config.optimization.periods_per_year
     oriented_rows = np.where(main.inverted_all, -dataset.pnl, dataset.pnl)[:, main.keep]
@@ -390,7 +496,12 @@ def _run_stored(
         config=config.to_dict(),
         seed=config.general.seed,
         database=db.url,
-        compute={"array_module": "numpy", "workers": compute_workers(config), "threads": compute_threads(config)},
+        compute={
+            "array_module": compute.choice.name,
+            "device": compute.choice.device,
+            "workers": 1 if compute.choice.on_gpu else compute_workers(config),
+            "threads": compute_threads(config),
+        },
         timings_s=tuple(steps.timings.items()),
         ulta_enabled=config.optimization.apply_ulta_logic,
         # Described on the input's own daily totals; in zone mode the decision was made on the combination.

@@ -82,6 +82,7 @@ def search(
     sizes: range,
     progress: Callable[[str, float], None],
     prefix: tuple[int, ...] = (),
+    workers: int | None = None,
 ) -> list[AlgorithmResult]:
     """Every enabled algorithm on every size, on ``COMPUTE.workers`` processes; results in (size, algorithm) order.
 
@@ -108,7 +109,7 @@ def search(
         done += 1
         progress(f"size {task.size}, {task.algorithm.name}", done / max(len(tasks), 1))
 
-    outcomes = run_tasks(base, tasks, compute_workers(config), report)
+    outcomes = run_tasks(base, tasks, workers or compute_workers(config), report)
     return [as_result(outcome, task.spawn_key, names) for task, outcome in zip(tasks, outcomes, strict=True)]
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -152,6 +152,7 @@ class RunReport:
     zone_breakdown: tuple[ZoneResult, ...] | None = None
     zone_weights: tuple[tuple[str, float], ...] = ()  # normalised, zone mode only
     zone_runs: tuple[ZoneRun, ...] | None = None  # zone mode only
+    fallbacks: dict[str, str] = field(default_factory=dict)  # "database" / "compute": what fell back, and why
 
     @property
     def metric(self) -> str:

@@ -220,6 +220,9 @@ def performance_report(report: RunReport) -> str:
         f"ULTA:                  {'on' if report.ulta_enabled else 'off'}, {len(report.inversions):,} inverted",
         f"Universe avg corr:     {report.universe_average_correlation:.4f}",
         f"Database:              {report.database}",
+        f"Compute:               {report.compute['array_module']}"
+        + (f" on {report.compute['device']}" if report.compute.get("device") else ""),
+        *(f"Fell back ({what}):   {why}" for what, why in report.fallbacks.items()),
         "",
         "WINNER",
         f"Size {w.size}, {w.algorithm}, fitness {number(w.fitness)}",

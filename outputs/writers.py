@@ -51,6 +51,7 @@ def execution_summary(report: RunReport) -> dict[str, Any]:
         "seed": report.seed,
         "database": report.database,
         "compute": report.compute,
+        "fallbacks": dict(report.fallbacks),
         "timings_s": dict(report.timings_s),
         "peak_rss_mb": report.peak_rss_mb,
         "ulta": {"enabled": report.ulta_enabled, "inverted": len(report.inversions)},

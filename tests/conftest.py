@@ -17,7 +17,7 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     import os
 
     for var in list(os.environ):
-        if var.startswith("HEAVYOPT_"):
+        if var.startswith("HEAVYOPT_") and not var.startswith("HEAVYOPT_TEST_"):
             monkeypatch.delenv(var)
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
 

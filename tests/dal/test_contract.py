@@ -2,21 +2,41 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from pytest_mock import MockerFixture
 
 from dal import Backend, ResultRow, open_backend
 from optimizer.errors import BackendUnavailable
 from optimizer.synthetic import generate_pnl
+from tests.dal.heavydb_standin import DuckDBStandIn
+
+HEAVYDB_URL = "heavydb://admin:Secr3t@gpu-db.example:6274/heavyai"
 
 
-@pytest.fixture(params=["duckdb-file", "duckdb-memory"])
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    url = f"duckdb:///{tmp_path / 'db' / 'h.duckdb'}" if request.param == "duckdb-file" else "duckdb:///:memory:"
-    db = open_backend(url)
+@pytest.fixture(
+    params=["duckdb-file", "duckdb-memory", "heavydb-standin", pytest.param("heavydb-live", marks=pytest.mark.heavydb)]
+)
+def backend(request: pytest.FixtureRequest, tmp_path: Path, mocker: MockerFixture) -> Iterator[Backend]:
+    if request.param == "heavydb-standin":
+        # No HeavyDB server here: the client at our adapter boundary is replaced (tests/dal/heavydb_standin.py).
+        standin = DuckDBStandIn()
+        connect = mocker.patch("dal.heavydb_backend.connect_client", return_value=standin)
+        db = open_backend(HEAVYDB_URL, timeout_s=3)
+        connect.assert_called_once_with(HEAVYDB_URL, 3)
+        assert db.url == "heavydb://admin:***@gpu-db.example:6274/heavyai"
+    elif request.param == "heavydb-live":
+        live = os.environ.get("HEAVYOPT_TEST_HEAVYDB_URL")
+        if not live:
+            pytest.skip("set HEAVYOPT_TEST_HEAVYDB_URL=heavydb://user:password@host:6274/db to run against a server")
+        db = open_backend(live)
+    else:
+        url = f"duckdb:///{tmp_path / 'db' / 'h.duckdb'}" if request.param == "duckdb-file" else "duckdb:///:memory:"
+        db = open_backend(url)
     yield db
     db.close()
 

@@ -16,7 +16,7 @@ from algorithms.fitness import Objective
 from algorithms.reference import reference_fitness
 from dal import open_backend
 from optimizer.config import database_url, load_config
-from optimizer.errors import BackendUnavailable, InputError
+from optimizer.errors import InputError
 from optimizer.loader import load_csv
 from optimizer.pipeline import run_job
 from optimizer.synthetic import write_csv
@@ -164,11 +164,6 @@ def test_real_slice_end_to_end(tmp_path: Path, real_slice: Path) -> None:
     )
     assert outcome.report.input.strategies == 25_544 and outcome.report.input.days == 5
     assert len(outcome.report.winner.strategies) == 35
-
-
-def test_cupy_is_refused_until_the_gpu_path_exists(tmp_path: Path, csv_file: Path) -> None:
-    with pytest.raises(BackendUnavailable, match=r"COMPUTE\.backend = cupy"):
-        run_job(csv_file, config(tmp_path, "COMPUTE.backend=cupy"), out_dir=tmp_path / "out")
 
 
 def test_a_zero_fitness_outranks_a_negative_one() -> None:
