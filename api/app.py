@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 from api import views
 from api.page import STATUS_PAGE
 from jobqueue.daemon import JOB_ID
-from jobqueue.share import Share, write_json_atomic
+from jobqueue.share import Share, write_json_exclusive
 from jobqueue.store import FINAL, QueueStore, now_iso
 from optimizer import __version__
 
@@ -142,7 +142,8 @@ def create_app(
             raise HTTPException(404, f"input_file {name!r} is not in input/; copy it there first")
         request = {k: v for k, v in submission.model_dump().items() if v is not None}
         request.update(job_id=job_id, timestamp=now_iso(), submitted_by="api")
-        write_json_atomic(share.queue / f"{job_id}.json", request)
+        if not write_json_exclusive(share.queue / f"{job_id}.json", request):
+            raise HTTPException(409, f"job {job_id!r} is already queued or running")
         return {"job_id": job_id, "state": "submitted", "job_file": f"jobs/queue/{job_id}.json"}
 
     @app.post("/jobs/{job_id}/cancel", status_code=202, summary="Cancel a queued or running job (needs the token)")

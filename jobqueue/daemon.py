@@ -21,6 +21,7 @@ the job readers only hand it paths and events. The data flow of one job:
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -118,6 +119,9 @@ class Daemon:
         self._last_scan = 0.0
         self._status_written = 0.0
         self._cancels: queue.Queue[str] = queue.Queue()
+        self._unreadable_names: set[Path] = set()
+        self._broken: dict[Path, tuple[int, int]] = {}  # files whose claim raised, skipped until they change
+        self._status_error_logged = 0.0
         self._lock_file: IO[str] | None = None
         self._observer: Any = None
 
@@ -232,9 +236,17 @@ class Daemon:
 
     def notice(self, path: Path) -> None:
         """A file may have appeared or changed (called from the observer thread)."""
-        if path.parent in (self.share.input, self.share.queue) and not is_temporary(path.name):
-            with self._candidates_lock:
-                self._candidates.add(path)
+        if path.parent not in (self.share.input, self.share.queue) or is_temporary(path.name):
+            return
+        try:
+            path.name.encode("utf-8")
+        except UnicodeEncodeError:
+            if path not in self._unreadable_names:
+                self._unreadable_names.add(path)
+                log.warning("ignoring %r: its name is not valid UTF-8; rename it", os.fsencode(path.name))
+            return
+        with self._candidates_lock:
+            self._candidates.add(path)
 
     def _scan(self) -> None:
         self._last_scan = time.monotonic()
@@ -244,6 +256,8 @@ class Daemon:
                     self.notice(Path(entry.path))
         assert self.store is not None
         self.store.set_daemon(last_scan=now_iso())
+        for row in self.store.rows("state IN ('completed', 'failed') AND published = 0"):
+            self._publish(row["seq"])
 
     def _settle_and_claim(self) -> None:
         with self._candidates_lock:
@@ -265,8 +279,15 @@ class Daemon:
         for _, path in sorted(ready):  # FIFO: the file that settled first is claimed first
             if self.stop.is_set():
                 return
-            if self._claim(path):
-                self._seen.pop(path, None)
+            seen = self._seen[path]
+            if self._broken.get(path) == (seen.size, seen.mtime_ns):
+                continue
+            try:
+                if self._claim(path):
+                    self._seen.pop(path, None)
+            except Exception:  # one bad file must not stop the queue (logged with its traceback)
+                log.exception("cannot claim %s; it is skipped until it changes", self.share.rel(path))
+                self._broken[path] = (seen.size, seen.mtime_ns)
 
     # ------------------------------------------------------------------ claiming
 
@@ -328,9 +349,8 @@ class Daemon:
             origin=self.share.rel(path),
             submitted_at=_mtime_iso(path),
         )
-        job_dir = self.share.job_dir(job_id, seq)
+        job_dir = self.share.make_job_dir(job_id, seq)
         self.store.update(seq, job_dir=self.share.rel(job_dir), input_path=self.share.rel(job_dir / path.name))
-        job_dir.mkdir(parents=True)
         try:
             os.rename(path, job_dir / path.name)  # the claim: only one rename of this name can succeed
         except FileNotFoundError:
@@ -364,7 +384,7 @@ class Daemon:
             origin=self.share.rel(path),
             submitted_at=_mtime_iso(path),
         )
-        job_dir = self.share.job_dir(job_id, seq)
+        job_dir = self.share.make_job_dir(job_id, seq)
         self.store.update(seq, job_dir=self.share.rel(job_dir))
         claimed = self.share.processing / path.name
         try:
@@ -377,9 +397,7 @@ class Daemon:
         for folder in (self.share.completed, self.share.failed):
             old = folder / f"{job_id}.json"
             if os.path.lexists(old):
-                previous = self.share.archive / job_id
-                previous.mkdir(parents=True, exist_ok=True)
-                os.rename(old, previous / f"{folder.name}-before-{seq}.json")
+                os.rename(old, job_dir / f"{folder.name}-before-{seq}.json")
         self.store.update(seq, state="queued", claimed_at=now_iso())
         log.info("job %s: claimed %s", job_id, self.share.rel(path))
         self._check(seq)
@@ -409,7 +427,24 @@ class Daemon:
                 event="checked",
             )
         except (Rejected, HeavyOptError) as exc:
-            self._finish(seq, "failed", reason=str(exc))
+            self._reject(seq, str(exc))
+        except (OSError, ValueError, RecursionError) as exc:  # an unreadable file, or one that changed under us
+            what = row["origin"] or row["input_path"]
+            self._reject(seq, f"{what}: could not be read ({type(exc).__name__}: {exc}); write it again")
+
+    def _reject(self, seq: int, reason: str) -> None:
+        """Fail a job at its check; a job file's input is archived with it, not left to run on its own."""
+        assert self.store is not None
+        row = self.store.get(seq)
+        if row["kind"] == "jobfile" and not row["input_path"]:
+            name = _peek_input_file(self.share.processing / Path(row["origin"]).name)
+            job_dir = self.share.own_dir(row["job_dir"]) if row["job_dir"] else None
+            source = self.share.input / name if name else None
+            if source is not None and job_dir is not None and os.path.lexists(source):
+                with contextlib.suppress(OSError):
+                    os.rename(source, job_dir / source.name)
+                    self.store.update(seq, input_name=name, input_path=self.share.rel(job_dir / source.name))
+        self._finish(seq, "failed", reason=reason)
 
     def _layers(self, job_layers: list[Layer]) -> list[Layer]:
         """Server files < the job's sidecar and job file < environment < ``--set``."""
@@ -421,25 +456,20 @@ class Daemon:
         layers: list[Layer] = []
         sidecar = self._sidecar(input_path)
         if sidecar is not None and sidecar.parent == job_dir:
-            if stat.S_ISLNK(os.lstat(sidecar).st_mode):
-                raise Rejected(f"input/{sidecar.name} is a symbolic link; copy the settings file itself")
+            _regular(sidecar, f"input/{sidecar.name}", "copy the settings file itself")
             layers.append(_job_layer(sidecar, f"input/{sidecar.name}"))
         return layers, input_path
 
     def _read_jobfile(self, row: dict[str, Any]) -> tuple[list[Layer], Path]:
         job_id = row["job_id"]
-        claimed = self.share.processing / f"{job_id}.json"
-        name = f"jobs/queue/{job_id}.json"
-        if stat.S_ISLNK(os.lstat(claimed).st_mode):
-            raise Rejected(f"{name} is a symbolic link; write the job file itself")
+        claimed = self.share.processing / Path(row["origin"]).name
+        name = row["origin"]
+        raw = _read_regular(claimed, name, "write the job file itself", limit=1_000_000)
         if not JOB_ID.fullmatch(job_id):
             raise Rejected(f"{name}: job id {job_id!r}: use 1–100 letters, digits, '_' or '-' in the file name")
-        raw = claimed.read_bytes()
-        if len(raw) > 1_000_000:
-            raise Rejected(f"{name}: {len(raw):,} bytes is too large for a job file (at most 1 MB)")
         try:
             request = json.loads(raw.decode("utf-8-sig"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (ValueError, RecursionError) as exc:
             raise Rejected(f"{name}: not valid JSON ({exc}); write a JSON object with job_id and input_file") from None
         self.store_update(row["seq"], request_json=json.dumps(request))
         if not isinstance(request, dict):
@@ -451,20 +481,27 @@ class Daemon:
         input_file = request.get("input_file")
         if not isinstance(input_file, str) or not input_file.strip():
             raise Rejected(f"{name}: input_file is missing; give the name of a CSV in input/")
-        source = self._resolve_input(name, input_file)
-        # Move the input (and a sidecar of the same name) out of input/ into the job's archive folder first,
-        # so that a rejected job file's input is not taken for a CSV dropped on its own.
-        job_dir = self.share.root / row["job_dir"]
-        job_dir.mkdir(parents=True, exist_ok=True)
-        target = job_dir / source.name
-        try:
-            os.rename(source, target)
-        except FileNotFoundError:
-            raise Rejected(f"{name}: input_file {input_file!r} is not in input/; copy it there first") from None
-        self.store_update(row["seq"], input_name=input_file, input_path=self.share.rel(target))
+        job_dir = self.share.own_dir(row["job_dir"])
+        if job_dir is None:
+            raise Rejected(f"{name}: the job's folder {row['job_dir']} is gone or not a folder; submit the job again")
+        if row["input_path"] and os.path.lexists(self.share.root / row["input_path"]):
+            target = self.share.root / row["input_path"]  # moved before a restart
+            source = self.share.input / target.name
+        else:
+            # Move the input (and a sidecar of the same name) out of input/ into the job's archive folder
+            # first, so that a rejected job file's input is not taken for a CSV dropped on its own.
+            source = self._resolve_input(name, input_file)
+            target = job_dir / source.name
+            try:
+                os.rename(source, target)
+            except FileNotFoundError:
+                raise Rejected(f"{name}: input_file {input_file!r} is not in input/; copy it there first") from None
+            self.store_update(row["seq"], input_name=input_file, input_path=self.share.rel(target))
         sidecar = self._sidecar(source)
         if sidecar is not None:
-            os.rename(sidecar, job_dir / sidecar.name)
+            with contextlib.suppress(FileNotFoundError):
+                os.rename(sidecar, job_dir / sidecar.name)
+        sidecar = self._sidecar(target)
         layer: Layer = {}
         size = request.get("portfolio_size")
         if size not in (None, ""):
@@ -483,9 +520,8 @@ class Daemon:
             layer["OPTIMIZATION"] = {"zone_optimization_enabled": ("true", f"{name} job_type")}
         layers: list[Layer] = []
         if sidecar is not None:
-            if stat.S_ISLNK(os.lstat(job_dir / sidecar.name).st_mode):
-                raise Rejected(f"input/{sidecar.name} is a symbolic link; copy the settings file itself")
-            layers.append(_job_layer(job_dir / sidecar.name, f"input/{sidecar.name}"))
+            _regular(sidecar, f"input/{sidecar.name}", "copy the settings file itself")
+            layers.append(_job_layer(sidecar, f"input/{sidecar.name}"))
         if layer:
             layers.append(layer)
         return layers, target
@@ -573,6 +609,7 @@ class Daemon:
             "parent_pid": os.getpid(),
             "job_id": job_id,
             "input": str(self.share.root / row["input_path"]),
+            "input_sha256": row["input_sha256"],
             "out_dir": str(self.share.output),
             "layers": self._layers(json.loads(row["layers_json"])),
         }
@@ -648,11 +685,7 @@ class Daemon:
             self._drain_events()
             del self._running[seq]
             final = job.final or {}
-            if job.why_stopped and job.why_stopped.startswith("retry:"):
-                self._requeue_or_fail(seq, job.why_stopped[len("retry:") :])
-            elif job.why_stopped:
-                self._finish(seq, "failed", reason=job.why_stopped)
-            elif final.get("event") == "completed" and code == 0:
+            if final.get("event") == "completed" and code == 0:  # finished just as it was being stopped: done
                 run_dir = Path(final["run_dir"])
                 result = {k: v for k, v in final.items() if k != "event"}
                 result["run_dir"] = self.share.rel(run_dir)
@@ -660,6 +693,10 @@ class Daemon:
                 if final.get("output_errors"):
                     note = "some output files could not be written; see error_log.txt in the run folder"
                 self._finish(seq, "completed", run_dir=self.share.rel(run_dir), result=result, note=note)
+            elif job.why_stopped and job.why_stopped.startswith("retry:"):
+                self._requeue_or_fail(seq, job.why_stopped[len("retry:") :])
+            elif job.why_stopped:
+                self._finish(seq, "failed", reason=job.why_stopped)
             elif final.get("event") == "failed":
                 self._finish(seq, "failed", reason=str(final.get("reason")))
             else:
@@ -803,13 +840,16 @@ class Daemon:
         row = self.store.get(seq)
         job_id = row["job_id"]
         folder = self.share.completed if row["state"] == "completed" else self.share.failed
-        data = result_document(row)
-        write_json_atomic(folder / f"{job_id}.json", data)
-        claimed = self.share.processing / f"{job_id}.json"
-        if os.path.lexists(claimed) and row["kind"] == "jobfile":
-            job_dir = self.share.root / row["job_dir"]
-            job_dir.mkdir(parents=True, exist_ok=True)
-            os.rename(claimed, job_dir / f"{job_id}.json")
+        try:
+            write_json_atomic(folder / f"{job_id}.json", result_document(row))
+            if row["kind"] == "jobfile":
+                claimed = self.share.processing / Path(row["origin"]).name
+                job_dir = self.share.own_dir(row["job_dir"]) if row["job_dir"] else None
+                if os.path.lexists(claimed) and job_dir is not None:
+                    os.rename(claimed, job_dir / claimed.name)
+        except OSError as exc:  # retried at the next rescan and at the next start
+            log.error("job %s: cannot publish its result in %s: %s", job_id, self.share.rel(folder), exc)
+            return
         self.store.update(seq, published=1, event="published", detail=self.share.rel(folder / f"{job_id}.json"))
 
     def _write_status(self, *, force: bool = False, state: str | None = None) -> None:
@@ -836,7 +876,12 @@ class Daemon:
             ],
             "queue": [r["job_id"] for r in queued],
         }
-        write_json_atomic(self.share.status_file, doc)
+        try:
+            write_json_atomic(self.share.status_file, doc)
+        except OSError as exc:
+            if now - self._status_error_logged > 60:
+                self._status_error_logged = now
+                log.error("cannot write %s: %s", self.share.rel(self.share.status_file), exc)
 
 
 def result_document(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -895,26 +940,54 @@ def _portfolio_range(name: str, value: Any) -> tuple[int, int]:
             raise ValueError
         else:
             low = high = int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise Rejected(f'{name}: portfolio_size {value!r}: use a number (50), a range "35-100" or [35, 100]') from None
     if not 2 <= low <= high:
         raise Rejected(f"{name}: portfolio_size {value!r}: sizes must be ≥ 2, smallest first")
     return low, high
 
 
+def _regular(path: Path, name: str, what_to_do: str) -> os.stat_result:
+    """``path``'s status if it is a regular file; a link, folder, FIFO … is rejected, never followed."""
+    st = os.lstat(path)
+    if stat.S_ISLNK(st.st_mode):
+        raise Rejected(f"{name} is a symbolic link; {what_to_do}")
+    if not stat.S_ISREG(st.st_mode):
+        raise Rejected(f"{name} is not a regular file; {what_to_do}")
+    return st
+
+
+def _read_regular(path: Path, name: str, what_to_do: str, *, limit: int) -> bytes:
+    """The bytes of a regular file, opened without following a link or blocking on a FIFO."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise Rejected(f"{name} is a symbolic link; {what_to_do}") from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise Rejected(f"{name} is not a regular file; {what_to_do}")
+    with os.fdopen(fd, "rb") as fh:
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise Rejected(f"{name}: more than {limit:,} bytes is too large for a job file")
+    return data
+
+
 def _peek_input_file(path: Path) -> str | None:
     """The ``input_file`` a job file names (as a plain name in input/), if it can be read; else None."""
     try:
-        if path.suffix.lower() != ".json" or stat.S_ISLNK(os.lstat(path).st_mode) or os.lstat(path).st_size > 1_000_000:
+        if path.suffix.lower() != ".json":
             return None
-        request = json.loads(path.read_bytes().decode("utf-8-sig"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        request = json.loads(_read_regular(path, path.name, "", limit=1_000_000).decode("utf-8-sig"))
+    except (Rejected, OSError, ValueError, RecursionError):
         return None
     value = request.get("input_file") if isinstance(request, dict) else None
     if not isinstance(value, str):
         return None
     value = value.replace("\\", "/").removeprefix("input/")
-    return value if value and "/" not in value else None
+    return value if value not in ("", ".", "..") and "/" not in value and ":" not in value else None
 
 
 def _age_s(path: Path) -> float:

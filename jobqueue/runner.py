@@ -10,6 +10,7 @@ daemon (``PR_SET_PDEATHSIG``), so a killed daemon leaves no job running unseen.
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import json
 import os
 import signal
@@ -18,7 +19,7 @@ import time
 from typing import Any, TextIO
 
 from optimizer.config import build_config
-from optimizer.errors import HeavyOptError
+from optimizer.errors import HeavyOptError, JobFailed
 from optimizer.pipeline import run_job
 
 PR_SET_PDEATHSIG = 1
@@ -52,6 +53,20 @@ class _Events:
         self.emit("progress", step=step, progress=round(pct, 2))
 
 
+def _check_input(path: str, sha256: str) -> None:
+    """The input is still the file the daemon checked: not a link, same bytes."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as exc:
+        raise JobFailed(f"job failed: the input {path} cannot be opened ({exc}); submit it again") from None
+    digest = hashlib.sha256()
+    with os.fdopen(fd, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    if digest.hexdigest() != sha256:
+        raise JobFailed(f"job failed: the input {path} changed after it was claimed; submit it again")
+
+
 def main() -> int:
     started = time.perf_counter()
     spec = json.load(sys.stdin)
@@ -60,6 +75,7 @@ def main() -> int:
     events = _Events(os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8"))
     sys.stdout = sys.stderr  # stray prints must not corrupt the event stream
     try:
+        _check_input(spec["input"], spec["input_sha256"])
         config = build_config(
             [{s: {k: tuple(v) for k, v in keys.items()} for s, keys in layer.items()} for layer in spec["layers"]]
         )

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import stat
+import tempfile
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,17 +104,59 @@ class Share:
             return False
         return True
 
-    def job_dir(self, job_id: str, seq: int) -> Path:
-        """``archive/<job_id>/`` for a job's inputs; a reused job id gets ``archive/<job_id>.<seq>/``."""
-        first = self.archive / job_id
-        return first if not first.exists() else self.archive / f"{job_id}.{seq}"
+    def make_job_dir(self, job_id: str, seq: int) -> Path:
+        """Create the job's own ``archive/<job_id>/`` (``archive/<job_id>.<seq>/`` for a reused id).
+
+        Always a new folder: ``mkdir`` never follows a link planted under that name, and an
+        existing folder (or link) is never reused.
+        """
+        for name in (job_id, f"{job_id}.{seq}", f"{job_id}.{seq}.{uuid.uuid4().hex[:8]}"):
+            try:
+                os.mkdir(self.archive / name)
+            except FileExistsError:
+                continue
+            return self.archive / name
+        raise OSError(f"cannot create a folder for job {job_id} in {self.archive}")
+
+    def own_dir(self, rel: str) -> Path | None:
+        """A folder the daemon made (``job_dir``), if it is still a real folder inside the share."""
+        path = self.root / rel
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return None
+        return path if stat.S_ISDIR(st.st_mode) and self.contains(path) else None
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with tmp.open("w", encoding="utf-8", newline="\r\n") as fh:  # CRLF: readable in Notepad
+def _write_temp(folder: Path, data: Any) -> Path:
+    """A new hidden file in ``folder`` (``O_EXCL``: never a file or link that was already there)."""
+    fd, name = tempfile.mkstemp(dir=folder, prefix=".", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8", newline="\r\n") as fh:  # CRLF: readable in Notepad
         json.dump(data, fh, indent=2, default=str)
         fh.write("\n")
         fh.flush()
         os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    os.chmod(name, 0o664)
+    return Path(name)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write ``path`` whole or not at all (a link at ``path`` is replaced, never followed)."""
+    tmp = _write_temp(path.parent, data)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_json_exclusive(path: Path, data: Any) -> bool:
+    """Write ``path`` whole, unless it exists already (then False and nothing is written)."""
+    tmp = _write_temp(path.parent, data)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        return False
+    finally:
+        tmp.unlink(missing_ok=True)
+    return True

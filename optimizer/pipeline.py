@@ -288,8 +288,11 @@ def _on_gpu_or_host(compute: _Compute, work: Callable[[Any], Any]) -> Any:
         return work(np)
     try:
         return work(compute.choice.xp)
-    except Exception as exc:  # noqa: BLE001 - any GPU error, out-of-memory included, means NumPy
+    except Exception as exc:
         reason = str(exc) if isinstance(exc, _GpuFailed) else f"{type(exc).__name__}: {exc}"
+        from_gpu = isinstance(exc, _GpuFailed) or type(exc).__module__.startswith(("cupy", "cupyx"))
+        if not (from_gpu or is_gpu_error(reason)):
+            raise  # a fault of ours, not the device's: repeating it on NumPy would hide it
         compute.to_numpy(reason.splitlines()[0] if reason else type(exc).__name__)
         return work(np)
 

@@ -423,3 +423,48 @@ def test_a_half_done_claim_is_finished_or_undone_at_start(env: Env, daemon) -> N
     others = [r for r in env.results() if r["job_id"] != "moved-00000001"]
     assert others[0]["input_file"] == "stay.csv" and others[0]["status"] == "completed"
     assert store.rows("job_id = 'stay-00000002'")[0]["reason"] == "claim undone after a restart"
+
+
+def test_hostile_and_odd_files_fail_alone_and_the_queue_goes_on(env: Env, daemon, tmp_path: Path) -> None:
+    """Each of these once could stop the daemon; now each fails with a reason (or is skipped) and work goes on."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (env.share.queue / "folder.json").mkdir()
+    (env.share.input / "folder.csv").mkdir()
+    os.mkfifo(env.share.queue / "fifo.json")
+    (env.share.queue / "nested.json").write_text("[" * 100_000)
+    (env.share.queue / "huge.json").write_text('{"input_file": "h.csv", "portfolio_size": 1e999}')
+    (env.share.input / "h.csv").write_bytes(env.csv.read_bytes())
+    long_id = "L" * 240
+    (env.share.queue / f"{long_id}.json").write_text('{"input_file": "x.csv"}')
+    (env.share.queue / "Desk 1.json").write_text('{"input_file": "desk.csv"}')  # a space: not a valid id
+    (env.share.input / "desk.csv").write_bytes(env.csv.read_bytes())
+    (env.share.input / b"caf\xe9.csv".decode("utf-8", "surrogateescape")).write_bytes(env.csv.read_bytes())
+    os.symlink(outside, env.share.archive / "j9")  # a planted link where the job's folder would go
+    (env.share.queue / "UPPER.JSON").write_text('{"input_file": "upper.csv"}')
+    (env.share.input / "upper.csv").write_bytes(env.csv.read_bytes())
+    (env.share.queue / "j9.json").write_text('{"input_file": "j9.csv", "portfolio_size": 10}')
+    (env.share.input / "j9.csv").write_bytes(env.csv.read_bytes())
+    env.share.status_file.mkdir()  # a folder where the status file goes
+    d = daemon()
+    expected = {"folder", "fifo", "nested", "huge", long_id, "Desk 1", "UPPER", "j9"}
+    wait_for(lambda: expected <= {r["job_id"] for r in env.results()}, 120, "every job file's result")
+    by_id = {r["job_id"]: r for r in env.results()}
+    assert "not a regular file" in by_id["folder"]["reason"] and "not a regular file" in by_id["fifo"]["reason"]
+    assert "not valid JSON" in by_id["nested"]["reason"]
+    assert "portfolio_size 1e999" in by_id["huge"]["reason"] or "portfolio_size inf" in by_id["huge"]["reason"]
+    assert "use 1–100 letters" in by_id[long_id]["reason"] and "use 1–100 letters" in by_id["Desk 1"]["reason"]
+    assert by_id["UPPER"]["status"] == "completed" and by_id["j9"]["status"] == "completed"
+    assert by_id["j9"]["archived_input"].startswith("archive/j9.") and list(outside.iterdir()) == []
+    # The rejected job file's input went to its archive folder: it was not run as a CSV of its own.
+    assert by_id["Desk 1"]["archived_input"].endswith("/desk.csv")
+    assert (env.share.archive / "h.csv").exists() is False
+    time.sleep(1.0)
+    assert not any(r["input_file"] in ("desk.csv", "h.csv") and r["status"] == "completed" for r in env.results())
+    # The folder named like a CSV failed as a job; the badly named file is left alone; the daemon still runs.
+    folder_csv = [r for r in env.results() if r["input_file"] == "folder.csv"]
+    assert folder_csv and "not a regular file" in folder_csv[0]["reason"]
+    assert list(env.share.processing.iterdir()) == []
+    assert d.store is not None and not d.stop.is_set()
+    env.drop("after.csv")
+    wait_for(lambda: any(r["input_file"] == "after.csv" for r in env.results()), 60, "a normal job afterwards")
