@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
-import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any, Literal, Protocol
@@ -26,6 +25,7 @@ from jobqueue.daemon import JOB_ID
 from jobqueue.share import Share, write_json_exclusive
 from jobqueue.store import FINAL, QueueStore, now_iso
 from optimizer import __version__
+from optimizer.pipeline import job_stem
 
 State = Literal["claiming", "queued", "running", "completed", "failed"]
 
@@ -132,8 +132,7 @@ def create_app(
         name = submission.input_file
         if not name or "/" in name or "\\" in name or name in (".", "..") or ":" in name:
             raise HTTPException(422, f"input_file {name!r}: give the name of a file directly in input/")
-        stem = re.sub(r"[^A-Za-z0-9_-]+", "_", Path(name).stem).strip("_")[:60] or "job"
-        job_id = submission.job_id or f"{stem}-{now_iso()[:19].replace(':', '').replace('-', '')}"
+        job_id = submission.job_id or f"{job_stem(name, 60)}-{now_iso()[:19].replace(':', '').replace('-', '')}"
         if not JOB_ID.fullmatch(job_id):
             raise HTTPException(422, f"job_id {job_id!r}: use 1–100 letters, digits, '_' or '-'")
         if store.active(job_id) is not None or (share.queue / f"{job_id}.json").exists():

@@ -141,7 +141,8 @@ class HeavyDBBackend:
         from optimizer.config import redact_url
 
         self.url = redact_url(url)
-        self._where = f"HeavyDB at {parse_url(url)['host']}:{parse_url(url)['port']}"
+        parts = parse_url(url)
+        self._where = f"HeavyDB at {parts['host']}:{parts['port']}"
         self._client = client if client is not None else self._guard(lambda: connect_client(url, timeout_s))
         for statement in DDL:
             self._run(statement)

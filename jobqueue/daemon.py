@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from jobqueue.runner import MARKER
-from jobqueue.share import Share, is_temporary, write_json_atomic
+from jobqueue.share import Share, is_temporary, sha256_file, write_json_atomic
 from jobqueue.store import QueueStore, now_iso
 from optimizer.config import (
     SERVER_SECTIONS,
@@ -120,10 +120,17 @@ class Daemon:
         self._status_written = 0.0
         self._cancels: queue.Queue[str] = queue.Queue()
         self._unreadable_names: set[Path] = set()
+        self._referenced: set[str] | None = None
         self._broken: dict[Path, tuple[int, int]] = {}  # files whose claim raised, skipped until they change
         self._status_error_logged = 0.0
         self._lock_file: IO[str] | None = None
         self._observer: Any = None
+
+    @property
+    def _db(self) -> QueueStore:
+        """The job database of a started daemon."""
+        assert self.store is not None, "the daemon is not started"
+        return self.store
 
     # ------------------------------------------------------------------ life cycle
 
@@ -142,7 +149,7 @@ class Daemon:
                 "(queue.lock is held); stop it first, or give this one its own DATABASE.data_dir"
             ) from None
         self.store = QueueStore(self.state_dir / "queue.sqlite3")
-        self.store.set_daemon(
+        self._db.set_daemon(
             pid=os.getpid(), host=self.host, started_at=now_iso(), share=str(self.share.root), state="running"
         )
         self._recover()
@@ -184,9 +191,9 @@ class Daemon:
             self._observer.join(timeout=10)
             self._observer = None
         if self.store is not None:
-            self.store.set_daemon(state="stopped", stopped_at=now_iso())
+            self._db.set_daemon(state="stopped", stopped_at=now_iso())
             self._write_status(force=True, state="stopped")
-            self.store.close()
+            self._db.close()
             self.store = None
         if self._lock_file is not None:
             self._lock_file.close()
@@ -254,12 +261,12 @@ class Daemon:
             with contextlib.suppress(FileNotFoundError):
                 for entry in os.scandir(folder):
                     self.notice(Path(entry.path))
-        assert self.store is not None
-        self.store.set_daemon(last_scan=now_iso())
-        for row in self.store.rows("state IN ('completed', 'failed') AND published = 0"):
+        self._db.set_daemon(last_scan=now_iso())
+        for row in self._db.rows("state IN ('completed', 'failed') AND published = 0"):
             self._publish(row["seq"])
 
     def _settle_and_claim(self) -> None:
+        self._referenced = None
         with self._candidates_lock:
             candidates, self._candidates = self._candidates, set()
         for path in candidates:
@@ -308,14 +315,15 @@ class Daemon:
         return True
 
     def _referenced_inputs(self) -> set[str]:
-        """Names in input/ that job files waiting in jobs/queue/ refer to."""
-        names = set()
-        with contextlib.suppress(FileNotFoundError):
-            for entry in os.scandir(self.share.queue):
-                name = _peek_input_file(Path(entry.path))
-                if name:
-                    names.add(name)
-        return names
+        """Names in input/ that job files waiting in jobs/queue/ refer to (read once per claiming pass)."""
+        if self._referenced is None:
+            self._referenced = set()
+            with contextlib.suppress(FileNotFoundError):
+                for entry in os.scandir(self.share.queue):
+                    name = _peek_input_file(Path(entry.path))
+                    if name:
+                        self._referenced.add(name)
+        return self._referenced
 
     def _sidecar(self, csv: Path) -> Path | None:
         for name in (csv.stem + ".ini", csv.stem + ".INI"):
@@ -338,9 +346,8 @@ class Daemon:
     def _claim_csv(self, path: Path, sidecar: Path | None) -> bool:
         from optimizer.pipeline import new_job_id
 
-        assert self.store is not None
         job_id = new_job_id(path)
-        seq = self.store.add(
+        seq = self._db.add(
             job_id=job_id,
             share=str(self.share.root),
             state="claiming",
@@ -350,32 +357,31 @@ class Daemon:
             submitted_at=_mtime_iso(path),
         )
         job_dir = self.share.make_job_dir(job_id, seq)
-        self.store.update(seq, job_dir=self.share.rel(job_dir), input_path=self.share.rel(job_dir / path.name))
+        self._db.update(seq, job_dir=self.share.rel(job_dir), input_path=self.share.rel(job_dir / path.name))
         try:
             os.rename(path, job_dir / path.name)  # the claim: only one rename of this name can succeed
         except FileNotFoundError:
             job_dir.rmdir()
-            self.store.update(seq, state="failed", reason="claimed elsewhere", published=1, finished_at=now_iso())
+            self._db.update(seq, state="failed", reason="claimed elsewhere", published=1, finished_at=now_iso())
             return True
         if sidecar is not None:
             with contextlib.suppress(FileNotFoundError):
                 os.rename(sidecar, job_dir / sidecar.name)
-        self.store.update(seq, state="queued", claimed_at=now_iso())
+        self._db.update(seq, state="queued", claimed_at=now_iso())
         log.info("job %s: claimed %s", job_id, self.share.rel(path))
         self._check(seq)
         return True
 
     def _claim_jobfile(self, path: Path) -> bool:
-        assert self.store is not None
         job_id = path.stem
-        if self.store.active(job_id) is not None:
+        if self._db.active(job_id) is not None:
             return False  # the same job id is queued or running: wait until it has finished
         name = _peek_input_file(path)
         if name and os.path.lexists(self.share.input / name) and not self._is_settled(self.share.input / name):
             return False  # the job file came first and its input is still being copied
         if name and not os.path.lexists(self.share.input / name) and _age_s(path) < self.q.input_wait_s:
             return False  # the job file came first and its input is not there yet
-        seq = self.store.add(
+        seq = self._db.add(
             job_id=job_id,
             share=str(self.share.root),
             state="claiming",
@@ -385,12 +391,12 @@ class Daemon:
             submitted_at=_mtime_iso(path),
         )
         job_dir = self.share.make_job_dir(job_id, seq)
-        self.store.update(seq, job_dir=self.share.rel(job_dir))
+        self._db.update(seq, job_dir=self.share.rel(job_dir))
         claimed = self.share.processing / path.name
         try:
             os.rename(path, claimed)
         except FileNotFoundError:
-            self.store.update(seq, state="failed", reason="claimed elsewhere", published=1, finished_at=now_iso())
+            self._db.update(seq, state="failed", reason="claimed elsewhere", published=1, finished_at=now_iso())
             return True
         # A reused job id: the previous result moves to its archive folder, so a client polling for the
         # result of this submission cannot read the old one.
@@ -398,7 +404,7 @@ class Daemon:
             old = folder / f"{job_id}.json"
             if os.path.lexists(old):
                 os.rename(old, job_dir / f"{folder.name}-before-{seq}.json")
-        self.store.update(seq, state="queued", claimed_at=now_iso())
+        self._db.update(seq, state="queued", claimed_at=now_iso())
         log.info("job %s: claimed %s", job_id, self.share.rel(path))
         self._check(seq)
         return True
@@ -407,8 +413,7 @@ class Daemon:
 
     def _check(self, seq: int) -> None:
         """Validate a queued job; a rejected one is failed at once with the reason."""
-        assert self.store is not None
-        row = self.store.get(seq)
+        row = self._db.get(seq)
         try:
             if row["kind"] == "jobfile":
                 layers_job, input_path = self._read_jobfile(row)
@@ -417,12 +422,12 @@ class Daemon:
             self._check_input(input_path)
             config = build_config(self._layers(layers_job))
             config_sha = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()
-            self.store.update(
+            self._db.update(
                 seq,
                 input_path=self.share.rel(input_path),
                 input_name=row["input_name"] or input_path.name,
                 layers_json=json.dumps(layers_job),  # the job's own; the server's may hold secrets
-                input_sha256=_sha256(input_path),
+                input_sha256=sha256_file(input_path),
                 config_sha256=config_sha,
                 event="checked",
             )
@@ -434,8 +439,7 @@ class Daemon:
 
     def _reject(self, seq: int, reason: str) -> None:
         """Fail a job at its check; a job file's input is archived with it, not left to run on its own."""
-        assert self.store is not None
-        row = self.store.get(seq)
+        row = self._db.get(seq)
         if row["kind"] == "jobfile" and not row["input_path"]:
             name = _peek_input_file(self.share.processing / Path(row["origin"]).name)
             job_dir = self.share.own_dir(row["job_dir"]) if row["job_dir"] else None
@@ -443,7 +447,7 @@ class Daemon:
             if source is not None and job_dir is not None and os.path.lexists(source):
                 with contextlib.suppress(OSError):
                     os.rename(source, job_dir / source.name)
-                    self.store.update(seq, input_name=name, input_path=self.share.rel(job_dir / source.name))
+                    self._db.update(seq, input_name=name, input_path=self.share.rel(job_dir / source.name))
         self._finish(seq, "failed", reason=reason)
 
     def _layers(self, job_layers: list[Layer]) -> list[Layer]:
@@ -471,7 +475,7 @@ class Daemon:
             request = json.loads(raw.decode("utf-8-sig"))
         except (ValueError, RecursionError) as exc:
             raise Rejected(f"{name}: not valid JSON ({exc}); write a JSON object with job_id and input_file") from None
-        self.store_update(row["seq"], request_json=json.dumps(request))
+        self._db.update(row["seq"], request_json=json.dumps(request))
         if not isinstance(request, dict):
             raise Rejected(f"{name}: expected a JSON object with job_id and input_file, got {type(request).__name__}")
         if str(request.get("job_id", job_id)) != job_id:
@@ -496,7 +500,7 @@ class Daemon:
                 os.rename(source, target)
             except FileNotFoundError:
                 raise Rejected(f"{name}: input_file {input_file!r} is not in input/; copy it there first") from None
-            self.store_update(row["seq"], input_name=input_file, input_path=self.share.rel(target))
+            self._db.update(row["seq"], input_name=input_file, input_path=self.share.rel(target))
         sidecar = self._sidecar(source)
         if sidecar is not None:
             with contextlib.suppress(FileNotFoundError):
@@ -525,10 +529,6 @@ class Daemon:
         if layer:
             layers.append(layer)
         return layers, target
-
-    def store_update(self, seq: int, **fields: Any) -> None:
-        assert self.store is not None
-        self.store.update(seq, **fields)
 
     def _resolve_input(self, name: str, input_file: str) -> Path:
         """``input_file`` as a file directly inside ``input/``: no folders, no ``..``, no absolute paths."""
@@ -565,24 +565,24 @@ class Daemon:
     # ------------------------------------------------------------------ running
 
     def _dispatch(self) -> None:
-        assert self.store is not None
         if self.stop.is_set():
             return
-        for row in self.store.rows("state = 'queued' AND layers_json IS NOT NULL"):
+        if len(self._running) >= self.q.workers:
+            return
+        running = {(r["input_sha256"], r["config_sha256"]) for r in self._db.rows("state = 'running'")}
+        for row in self._db.rows("state = 'queued' AND layers_json IS NOT NULL"):
             if len(self._running) >= self.q.workers:
                 return
             if self._duplicate(row):
                 continue
-            if any(
-                r["input_sha256"] == row["input_sha256"] and r["config_sha256"] == row["config_sha256"]
-                for r in self.store.rows("state = 'running'")
-            ):
+            key = (row["input_sha256"], row["config_sha256"])
+            if key in running:
                 continue  # the same input and config is running: it is reported as a duplicate once done
             self._start(row)
+            running.add(key)
 
     def _duplicate(self, row: dict[str, Any]) -> bool:
-        assert self.store is not None
-        earlier = self.store.rows(
+        earlier = self._db.rows(
             "state = 'completed' AND duplicate_of IS NULL AND input_sha256 = ? AND config_sha256 = ? AND seq < ?",
             (row["input_sha256"], row["config_sha256"], row["seq"]),
         )
@@ -603,7 +603,6 @@ class Daemon:
         return False
 
     def _start(self, row: dict[str, Any]) -> None:
-        assert self.store is not None
         seq, job_id = row["seq"], row["job_id"]
         spec = {
             "parent_pid": os.getpid(),
@@ -630,7 +629,7 @@ class Daemon:
         job.reader = threading.Thread(target=self._read_events, args=(seq, proc), daemon=True)
         job.reader.start()
         self._running[seq] = job
-        self.store.update(
+        self._db.update(
             seq,
             state="running",
             started_at=now_iso(),
@@ -656,7 +655,6 @@ class Daemon:
         self._events.put((seq, None))  # end of stream
 
     def _drain_events(self) -> None:
-        assert self.store is not None
         changed: dict[int, dict[str, Any]] = {}
         while True:
             try:
@@ -671,7 +669,7 @@ class Daemon:
             elif event.get("event") in ("completed", "failed"):
                 job.final = event
         for seq, event in changed.items():
-            self.store.update(
+            self._db.update(
                 seq, step=str(event.get("step")), progress=float(event.get("progress", 0.0)), event="progress"
             )
 
@@ -703,11 +701,10 @@ class Daemon:
                 self._finish(seq, "failed", reason=_exit_reason(code))
 
     def _enforce_timeouts(self) -> None:
-        assert self.store is not None
         now = time.monotonic()
         for job in self._running.values():
             if job.term_sent is None and now > job.deadline:
-                row = self.store.get(job.seq)
+                row = self._db.get(job.seq)
                 self._terminate(
                     job,
                     f"timed out after {self.q.job_timeout_s:g} s (QUEUE.job_timeout_s) in step "
@@ -730,13 +727,12 @@ class Daemon:
         self._cancels.put(job_id)
 
     def _cancel_requested(self) -> None:
-        assert self.store is not None
         while True:
             try:
                 job_id = self._cancels.get_nowait()
             except queue.Empty:
                 return
-            row = self.store.active(job_id)
+            row = self._db.active(job_id)
             if row is None:
                 continue
             running = self._running.get(row["seq"])
@@ -749,21 +745,19 @@ class Daemon:
 
     def _recover(self) -> None:
         """Finish what a previous daemon left: half-done claims, jobs that were running, unpublished results."""
-        assert self.store is not None
-        for row in self.store.rows("state = 'claiming'"):
+        for row in self._db.rows("state = 'claiming'"):
             self._recover_claim(row)
-        for row in self.store.rows("state = 'queued' AND layers_json IS NULL"):
+        for row in self._db.rows("state = 'queued' AND layers_json IS NULL"):
             self._check(row["seq"])
-        for row in self.store.rows("state = 'running'"):
+        for row in self._db.rows("state = 'running'"):
             killed = _kill_leftovers(f"{row['seq']}:{row['job_id']}")
             if killed:
                 log.warning("job %s: killed %d process(es) left by the previous daemon", row["job_id"], killed)
             self._requeue_or_fail(row["seq"], "the daemon stopped during the job")
-        for row in self.store.rows("state IN ('completed', 'failed') AND published = 0"):
+        for row in self._db.rows("state IN ('completed', 'failed') AND published = 0"):
             self._publish(row["seq"])
 
     def _recover_claim(self, row: dict[str, Any]) -> None:
-        assert self.store is not None
         seq = row["seq"]
         origin = self.share.root / row["origin"]
         if row["kind"] == "csv":
@@ -771,15 +765,14 @@ class Daemon:
         else:
             moved = os.path.lexists(self.share.processing / f"{row['job_id']}.json")
         if moved:
-            self.store.update(seq, state="queued", claimed_at=now_iso(), detail="claim finished after a restart")
+            self._db.update(seq, state="queued", claimed_at=now_iso(), detail="claim finished after a restart")
             self._check(seq)
         else:  # the rename never happened: the file is still where the user put it and is claimed afresh
             reason = "claim undone after a restart" if os.path.lexists(origin) else "file gone before it was claimed"
-            self.store.update(seq, state="failed", reason=reason, published=1, finished_at=now_iso())
+            self._db.update(seq, state="failed", reason=reason, published=1, finished_at=now_iso())
 
     def _requeue_or_fail(self, seq: int, why: str) -> None:
-        assert self.store is not None
-        row = self.store.get(seq)
+        row = self._db.get(seq)
         if row["attempts"] >= self.q.max_attempts:
             self._finish(
                 seq,
@@ -789,7 +782,7 @@ class Daemon:
                 "then resubmit",
             )
         else:
-            self.store.update(seq, state="queued", pid=None, step="queued", progress=0.0, event="requeued", detail=why)
+            self._db.update(seq, state="queued", pid=None, step="queued", progress=0.0, event="requeued", detail=why)
             log.warning(
                 "job %s: %s; queued again (attempt %d of %d done)",
                 row["job_id"],
@@ -811,10 +804,9 @@ class Daemon:
         duplicate_of: str | None = None,
         note: str | None = None,
     ) -> None:
-        assert self.store is not None
         if result is not None and note:
             result["note"] = note
-        self.store.update(
+        self._db.update(
             seq,
             state=state,
             reason=reason,
@@ -822,11 +814,11 @@ class Daemon:
             result_json=json.dumps(result) if result is not None else None,
             duplicate_of=duplicate_of,
             finished_at=now_iso(),
-            progress=100.0 if state == "completed" else self.store.get(seq)["progress"],
+            progress=100.0 if state == "completed" else self._db.get(seq)["progress"],
             step="done" if state == "completed" else "failed",
             published=0,
         )
-        row = self.store.get(seq)
+        row = self._db.get(seq)
         if state == "failed":
             log.error("job %s failed: %s", row["job_id"], reason)
         else:
@@ -836,8 +828,7 @@ class Daemon:
 
     def _publish(self, seq: int) -> None:
         """Write ``jobs/<state>/<job_id>.json`` from the row, and clear the job's files from processing/."""
-        assert self.store is not None
-        row = self.store.get(seq)
+        row = self._db.get(seq)
         job_id = row["job_id"]
         folder = self.share.completed if row["state"] == "completed" else self.share.failed
         try:
@@ -850,15 +841,15 @@ class Daemon:
         except OSError as exc:  # retried at the next rescan and at the next start
             log.error("job %s: cannot publish its result in %s: %s", job_id, self.share.rel(folder), exc)
             return
-        self.store.update(seq, published=1, event="published", detail=self.share.rel(folder / f"{job_id}.json"))
+        self._db.update(seq, published=1, event="published", detail=self.share.rel(folder / f"{job_id}.json"))
 
     def _write_status(self, *, force: bool = False, state: str | None = None) -> None:
         now = time.monotonic()
         if self.store is None or (not force and now - self._status_written < 1.0):
             return
         self._status_written = now
-        running = [self.store.get(seq) for seq in self._running]
-        queued = self.store.rows("state IN ('claiming', 'queued')")
+        running = [self._db.get(seq) for seq in self._running]
+        queued = self._db.rows("state IN ('claiming', 'queued')")
         doc = {
             "status": state or ("stopping" if self.stop.is_set() else "running" if running else "idle"),
             "updated_at": now_iso(),
@@ -1004,14 +995,6 @@ def _mtime_iso(path: Path) -> str | None:
         return datetime.fromtimestamp(os.lstat(path).st_mtime, UTC).isoformat(timespec="milliseconds")
     except FileNotFoundError:
         return None
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _exit_reason(code: int) -> str:

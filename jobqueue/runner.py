@@ -10,7 +10,6 @@ daemon (``PR_SET_PDEATHSIG``), so a killed daemon leaves no job running unseen.
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import json
 import os
 import signal
@@ -18,6 +17,7 @@ import sys
 import time
 from typing import Any, TextIO
 
+from jobqueue.share import sha256_file
 from optimizer.config import build_config
 from optimizer.errors import HeavyOptError, JobFailed
 from optimizer.pipeline import run_job
@@ -59,11 +59,11 @@ def _check_input(path: str, sha256: str) -> None:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     except OSError as exc:
         raise JobFailed(f"job failed: the input {path} cannot be opened ({exc}); submit it again") from None
-    digest = hashlib.sha256()
-    with os.fdopen(fd, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    if digest.hexdigest() != sha256:
+    try:
+        same = sha256_file(fd) == sha256
+    finally:
+        os.close(fd)
+    if not same:
         raise JobFailed(f"job failed: the input {path} changed after it was claimed; submit it again")
 
 

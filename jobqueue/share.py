@@ -6,6 +6,7 @@ same folder, then a rename), so a client polling ``jobs/completed/`` never reads
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import stat
@@ -126,6 +127,15 @@ class Share:
         except FileNotFoundError:
             return None
         return path if stat.S_ISDIR(st.st_mode) and self.contains(path) else None
+
+
+def sha256_file(path: Path | int) -> str:
+    """SHA-256 of a file, by path or by an open descriptor (read from where it stands)."""
+    digest = hashlib.sha256()
+    with open(path, "rb", closefd=not isinstance(path, int)) as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _write_temp(folder: Path, data: Any) -> Path:

@@ -354,12 +354,12 @@ def submit(
     ),
 ) -> None:
     """Queue FILE as a job on the share, as a Windows client would (used by the nightly timer)."""
-    import re
     import shutil
     import time
 
     from jobqueue.daemon import JOB_ID
     from jobqueue.share import Share, write_json_atomic
+    from optimizer.pipeline import job_stem
 
     extra = [f"QUEUE.share={share.absolute()}"] if share is not None else []
     try:
@@ -378,8 +378,7 @@ def submit(
         if sidecar is not None and not sidecar.is_file():
             raise ConfigError(f"config error: --ini {ini!r}: no such file")
         stamp = time.strftime("%Y%m%d_%H%M%S")
-        stem = re.sub(r"[^A-Za-z0-9_-]+", "_", file.stem).strip("_")[:60] or "job"
-        job_id = job_id or f"{stem}-{stamp}"
+        job_id = job_id or f"{job_stem(file.name, 60)}-{stamp}"
         if not JOB_ID.fullmatch(job_id):
             raise ConfigError(f"config error: --job-id {job_id!r}: use 1–100 letters, digits, '_' or '-'")
         for folder in (where.queue, where.processing):

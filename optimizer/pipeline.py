@@ -68,10 +68,14 @@ class JobOutcome:
     writer_errors: tuple[str, ...]
 
 
+def job_stem(name: str, limit: int = 40) -> str:
+    """A file name's stem reduced to characters safe in job ids and file names on Windows and Linux."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", Path(name).stem).strip("_")[:limit] or "job"
+
+
 def new_job_id(path: Path) -> str:
-    """``<file stem>-<8 hex>``, restricted to characters safe in file names on Windows and Linux."""
-    stem = re.sub(r"[^A-Za-z0-9_-]+", "_", path.stem).strip("_")[:40] or "job"
-    return f"{stem}-{uuid.uuid4().hex[:8]}"
+    """``<file stem>-<8 hex>``."""
+    return f"{job_stem(path.name)}-{uuid.uuid4().hex[:8]}"
 
 
 def peak_rss_mb() -> float:

@@ -36,6 +36,23 @@ def zones_sample() -> Path:
     return ZONES_SAMPLE
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (the socket that found it is closed)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def gone(pid: int) -> bool:
+    """The process has exited (no longer in /proc, or a zombie waiting for its parent)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
 def write_rows(
     path: Path, header: list[str], rows: list[list[object]], *, newline: str = "\n", bom: bool = False
 ) -> Path:

@@ -19,15 +19,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests.conftest import free_port
 from tests.jobqueue.conftest import FAST_INI, SLOW_SETS, Env, read_json, wait_for
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def get(url: str) -> tuple[int, Any]:

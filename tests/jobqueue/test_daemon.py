@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import threading
 import time
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pytest
 from jobqueue.daemon import Daemon, Rejected, _portfolio_range
 from jobqueue.share import is_temporary
 from optimizer.errors import ConfigError
+from tests.conftest import gone
 from tests.jobqueue.conftest import SLOW_SETS, Env, read_json, wait_for
 
 
@@ -299,14 +299,14 @@ def test_kill_9_mid_job_then_restart_completes_it_once(env: Env, watch) -> None:
     runner_pid = row["pid"]
     first.kill9()
     # The runner dies with the daemon (PR_SET_PDEATHSIG): no job left running unseen.
-    wait_for(lambda: not Path(f"/proc/{runner_pid}").exists() or _zombie(runner_pid), 10, "the runner to die")
+    wait_for(lambda: gone(runner_pid), 10, "the runner to die")
     assert store.get(row["seq"])["state"] == "running"  # as the crash left it
     second = watch(*SLOW_SETS)
     result = env.result(row["job_id"], 180)
     assert result["status"] == "completed", result
     assert result["attempts"] == 2
     assert len(list(env.share.output.glob("run_*"))) == 1  # run once to the end, never twice at once
-    events = [e for e in _events(store, row["seq"]) if e in ("running", "requeued", "completed")]
+    events = [e["kind"] for e in store.events(row["seq"]) if e["kind"] in ("running", "requeued", "completed")]
     assert events == ["running", "requeued", "running", "completed"]
     second.signal(signal.SIGTERM)
     assert second.wait() == 0
@@ -352,7 +352,7 @@ def test_sigterm_past_the_grace_stops_the_job_and_the_next_start_reruns_it(env: 
     proc.signal(signal.SIGTERM)
     assert proc.wait(60) == 0
     assert store.get(row["seq"])["state"] == "queued"
-    assert not Path(f"/proc/{row['pid']}").exists() or _zombie(row["pid"])
+    assert gone(row["pid"])
     watch(*SLOW_SETS)
     result = env.result(row["job_id"], 180)
     assert result["status"] == "completed" and result["attempts"] == 2
@@ -371,21 +371,6 @@ def test_watch_without_a_share_is_a_config_error(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert "QUEUE.share is not set" in done.stderr
-
-
-def _events(store, seq: int) -> list[str]:
-    with store._lock:
-        return [r[0] for r in store._con.execute("SELECT kind FROM events WHERE seq = ? ORDER BY rowid", [seq])]
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
-
-
-_ = threading  # the daemon fixture runs it in a thread
 
 
 def test_a_half_done_claim_is_finished_or_undone_at_start(env: Env, daemon) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import free_port
 from tests.jobqueue.conftest import Env, wait_for
 
 PASSWORD = "Trader-Pa55"
@@ -32,12 +33,6 @@ def _missing() -> str | None:
         if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
             return f"{tool} is not installed (apt-get install samba smbclient)"
     return None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -90,7 +85,7 @@ def smbd(env: Env, tmp_path: Path) -> Iterator[Smb]:
     dirs = {name: base / name for name in ("run", "lock", "state", "cache", "private", "ncalrpc", "log")}
     for d in dirs.values():
         d.mkdir(parents=True)
-    port = _free_port()
+    port = free_port()
     (base / "users.map").write_text("root = trader\n")
     conf = base / "smb.conf"
     conf.write_text(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -23,6 +22,7 @@ from optimizer.config import load_config
 from optimizer.errors import BackendUnavailable
 from optimizer.pipeline import run_job
 from optimizer.synthetic import write_csv
+from tests.conftest import free_port
 from tests.dal.heavydb_standin import DuckDBStandIn
 
 SETS = ["PORTFOLIO.min_size=5", "PORTFOLIO.max_size=6", "OPTIMIZATION.evaluation_budget=300", "COMPUTE.workers=1"]
@@ -32,12 +32,6 @@ PASSWORD = "Secr3t-pw"
 @pytest.fixture
 def csv_file(tmp_path: Path) -> Path:
     return write_csv(tmp_path / "in.csv", 200, 30, seed=11)
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])  # nothing listens once the socket is closed
 
 
 def cfg(tmp_path: Path, *extra: str) -> Any:
@@ -55,7 +49,7 @@ def every_output_text(run_dir: Path) -> str:
 def test_an_unreachable_heavydb_gives_a_completed_job_on_duckdb_that_says_so(
     tmp_path: Path, csv_file: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    port = closed_port()
+    port = free_port()
     url = f"heavydb://admin:{PASSWORD}@127.0.0.1:{port}/heavyai"
     with caplog.at_level(logging.WARNING, logger="heavyopt"):
         outcome = run_job(
@@ -76,7 +70,7 @@ def test_an_unreachable_heavydb_gives_a_completed_job_on_duckdb_that_says_so(
 
 
 def test_without_fallback_an_unreachable_heavydb_is_an_error(tmp_path: Path, csv_file: Path) -> None:
-    url = f"heavydb://admin:{PASSWORD}@127.0.0.1:{closed_port()}/heavyai"
+    url = f"heavydb://admin:{PASSWORD}@127.0.0.1:{free_port()}/heavyai"
     with pytest.raises(BackendUnavailable, match=r"HeavyDB at 127\.0\.0\.1") as info:
         run_job(csv_file, cfg(tmp_path, f"DATABASE.url={url}", "DATABASE.fallback=false"), out_dir=tmp_path / "out")
     assert PASSWORD not in str(info.value)
