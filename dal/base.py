@@ -7,8 +7,10 @@ Contract (checked by ``tests/dal/test_contract.py`` for every backend):
   ``strategies(job_id, strategy_idx, name, inverted)``; storing a job id twice replaces it.
 - ``apply_ulta`` inverts, inside the database, every strategy whose total is negative
   beyond rounding (``SUM(pnl) < -ULTA_TOLERANCE · SUM(ABS(pnl))``), renames it
-  ``<name>_inv`` and returns how many of the job's strategies are inverted. Calling it
-  twice inverts nothing more.
+  ``<name>_inv`` and returns how many of the job's strategies are inverted. With
+  ``decide_rows`` the totals are taken over the rows ``day_idx < decide_rows`` only (the
+  training window, when the caller stores rows in date order) and every row of a chosen
+  strategy is inverted. Calling it twice with the same rows inverts nothing more.
 - ``fetch_pnl`` returns the stored matrix exactly as stored (bit for bit).
 - Job records and per size × algorithm results are kept for history; ``prune`` drops the
   P&L of all but the newest jobs and never touches records or results.
@@ -29,6 +31,7 @@ from optimizer.errors import BackendUnavailable
 # A total within 1e-9 of the strategy's gross P&L is zero up to floating-point rounding:
 # no summation order can flip the decision, so SQL and arrays agree exactly.
 ULTA_TOLERANCE = 1e-9
+ALL_ROWS = 2**31 - 1  # ``decide_rows`` when every stored row decides (day_idx is an INTEGER)
 
 
 @dataclass(frozen=True)
@@ -81,7 +84,7 @@ class Backend(Protocol):
         pnl: np.ndarray,
     ) -> None: ...
 
-    def apply_ulta(self, job_id: str) -> int: ...
+    def apply_ulta(self, job_id: str, decide_rows: int | None = None) -> int: ...
 
     def fetch_pnl(self, job_id: str) -> StoredPnl: ...
 

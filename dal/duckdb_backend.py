@@ -12,7 +12,7 @@ from typing import Any
 import duckdb
 import numpy as np
 
-from dal.base import JOB_FIELDS, ULTA_TOLERANCE, ResultRow, StoredPnl
+from dal.base import ALL_ROWS, JOB_FIELDS, ULTA_TOLERANCE, ResultRow, StoredPnl
 from optimizer.errors import BackendUnavailable
 
 SCHEMA = (
@@ -33,7 +33,7 @@ LOCK_WAIT_S = 600.0  # how long an operation waits for another process to releas
 
 # Portable SQL (DuckDB and HeavyDB share it): the strategies to invert.
 ULTA_SELECT = f"""
-    SELECT strategy_idx FROM pnl WHERE job_id = ?
+    SELECT strategy_idx FROM pnl WHERE job_id = ? AND day_idx < ?
     GROUP BY strategy_idx HAVING SUM(pnl) < -{ULTA_TOLERANCE!r} * SUM(ABS(pnl))"""
 
 
@@ -140,22 +140,23 @@ class DuckDBBackend:
                 for name in tables:
                     con.unregister(name)
 
-    def apply_ulta(self, job_id: str) -> int:
+    def apply_ulta(self, job_id: str, decide_rows: int | None = None) -> int:
         """Invert the job's losing strategies in SQL; returns how many of its strategies are inverted.
 
-        Both updates select with ``ULTA_SELECT`` over the not-yet-updated P&L, so they name
-        the same strategies; an inverted strategy has a positive total and is never selected
-        again, which makes a second call a no-op.
+        Both updates select with ``ULTA_SELECT`` over the not-yet-updated P&L of the deciding
+        rows, so they name the same strategies; an inverted strategy has a positive total there
+        and is never selected again, which makes a second call a no-op.
         """
+        rows = ALL_ROWS if decide_rows is None else decide_rows
         with self._transaction() as con:
             con.execute(
                 f"""UPDATE strategies SET inverted = TRUE, name = name || '_inv'
                     WHERE job_id = ? AND strategy_idx IN ({ULTA_SELECT})""",
-                [job_id, job_id],
+                [job_id, job_id, rows],
             )
             con.execute(
                 f"UPDATE pnl SET pnl = -pnl WHERE job_id = ? AND strategy_idx IN ({ULTA_SELECT})",
-                [job_id, job_id],
+                [job_id, job_id, rows],
             )
             count = con.execute("SELECT COUNT(*) FROM strategies WHERE job_id = ? AND inverted", [job_id]).fetchone()
         return int(count[0]) if count else 0

@@ -92,7 +92,7 @@ class FallbackBackend:
         self.primary_url = primary.url
         self._records: dict[str, dict[str, Any]] = {}
         self._stored: dict[str, tuple[Any, ...]] = {}
-        self._ulta: set[str] = set()
+        self._ulta: dict[str, int | None] = {}  # job id -> decide_rows of its ULTA
         self._results: dict[str, Sequence[ResultRow]] = {}
 
     @classmethod
@@ -128,7 +128,7 @@ class FallbackBackend:
         for job_id, args in self._stored.items():
             secondary.store_pnl(job_id, *args)
             if job_id in self._ulta:
-                secondary.apply_ulta(job_id)
+                secondary.apply_ulta(job_id, self._ulta[job_id])
         for job_id, rows in self._results.items():
             secondary.record_results(job_id, rows)
         with contextlib.suppress(BackendUnavailable):  # the primary is gone already
@@ -142,12 +142,12 @@ class FallbackBackend:
         self, job_id: str, dates: np.ndarray, zones: Sequence[str] | None, strategies: Sequence[str], pnl: np.ndarray
     ) -> None:
         self._stored[job_id] = (dates, zones, strategies, pnl)
-        self._ulta.discard(job_id)
+        self._ulta.pop(job_id, None)
         self._call("store_pnl", job_id, dates, zones, strategies, pnl)
 
-    def apply_ulta(self, job_id: str) -> int:
-        count: int = self._call("apply_ulta", job_id)
-        self._ulta.add(job_id)
+    def apply_ulta(self, job_id: str, decide_rows: int | None = None) -> int:
+        count: int = self._call("apply_ulta", job_id, decide_rows)
+        self._ulta[job_id] = decide_rows
         return count
 
     def fetch_pnl(self, job_id: str) -> StoredPnl:

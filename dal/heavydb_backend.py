@@ -10,8 +10,8 @@ safe to repeat:
 - P&L is loaded through Arrow (``load_table_arrow``) into ``heavyopt_pnl`` exactly as given
   and never updated. Storing a job again deletes its rows first.
 - ULTA is one ``UPDATE`` of ``heavyopt_strategies.inverted`` selected by the portable
-  ``SUM(pnl) < -tol · SUM(ABS(pnl))`` over the stored (never inverted) P&L, so a second
-  call selects the same strategies and changes nothing.
+  ``SUM(pnl) < -tol · SUM(ABS(pnl))`` over the stored (never inverted) P&L of the deciding
+  rows, so a second call with the same rows selects the same strategies and changes nothing.
 - ``fetch_pnl`` returns the P&L oriented by that flag (``CASE WHEN inverted THEN -pnl``,
   computed by the server) and names inverted strategies ``<name>_inv``.
 
@@ -30,7 +30,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import numpy as np
 
-from dal.base import JOB_FIELDS, ULTA_TOLERANCE, ResultRow, StoredPnl
+from dal.base import ALL_ROWS, JOB_FIELDS, ULTA_TOLERANCE, ResultRow, StoredPnl
 from optimizer.errors import BackendUnavailable
 
 DDL = (
@@ -55,7 +55,7 @@ JOB_COLUMNS = ("job_id", *JOB_FIELDS)
 RESULT_COLUMNS = ("job_id", "size", "algorithm", "status", "fitness", "evaluations", "seconds", "strategies", "error")
 PNL_TABLES = ("heavyopt_pnl", "heavyopt_days", "heavyopt_strategies")
 ULTA_LOSERS = f"""
-    SELECT strategy_idx FROM heavyopt_pnl WHERE job_id = :job_id
+    SELECT strategy_idx FROM heavyopt_pnl WHERE job_id = :job_id AND day_idx < :decide_rows
     GROUP BY strategy_idx HAVING SUM(pnl) < -{ULTA_TOLERANCE!r} * SUM(ABS(pnl))"""
 
 
@@ -211,11 +211,11 @@ class HeavyDBBackend:
             },
         )
 
-    def apply_ulta(self, job_id: str) -> int:
+    def apply_ulta(self, job_id: str, decide_rows: int | None = None) -> int:
         self._run(
             "UPDATE heavyopt_strategies SET inverted = TRUE "
             f"WHERE job_id = :job_id AND strategy_idx IN ({ULTA_LOSERS})",
-            {"job_id": job_id},
+            {"job_id": job_id, "decide_rows": ALL_ROWS if decide_rows is None else decide_rows},
         )
         rows = self._run(
             "SELECT COUNT(*) FROM heavyopt_strategies WHERE job_id = :job_id AND inverted", {"job_id": job_id}

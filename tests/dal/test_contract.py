@@ -92,6 +92,22 @@ def test_ulta_inverts_losers_once_and_renames_them(backend: Backend) -> None:
     assert np.array_equal(backend.fetch_pnl("j").pnl, stored.pnl)
 
 
+def test_ulta_decides_on_the_leading_rows_and_inverts_every_row(backend: Backend) -> None:
+    """Validation keeps the test window out of ULTA's decision: only rows day_idx < decide_rows count."""
+    pnl, dates, names = _data(days=12)
+    pnl[:8, 0], pnl[8:, 0] = 10.0, -100.0  # wins in the first 8 rows, loses over all 12
+    pnl[:8, 1], pnl[8:, 1] = -10.0, 100.0  # the opposite
+    backend.store_pnl("j", dates, None, names, pnl)
+    count = backend.apply_ulta("j", 8)
+    losers = pnl[:8].sum(axis=0) < 0
+    assert not losers[0] and losers[1]
+    assert count == int(losers.sum())
+    stored = backend.fetch_pnl("j")
+    assert np.array_equal(stored.inverted, losers)
+    assert np.array_equal(stored.pnl, np.where(losers, -pnl, pnl))  # every row of a chosen strategy
+    assert backend.apply_ulta("j", 8) == count  # the same rows: nothing more
+
+
 def test_jobs_do_not_see_each_other(backend: Backend) -> None:
     pnl, dates, names = _data()
     backend.store_pnl("a", dates, None, names, pnl)

@@ -16,12 +16,12 @@ from optimizer.ulta import apply_ulta, inversions, ulta_mask
 
 
 def sql_ulta(
-    tmp_path: Path, dates: np.ndarray, names: list[str], pnl: np.ndarray
+    tmp_path: Path, dates: np.ndarray, names: list[str], pnl: np.ndarray, decide_rows: int | None = None
 ) -> tuple[np.ndarray, tuple[str, ...], np.ndarray]:
     db = open_backend(f"duckdb:///{tmp_path / 'u.duckdb'}")
     try:
         db.store_pnl("u", dates, None, names, pnl)
-        db.apply_ulta("u")
+        db.apply_ulta("u", decide_rows)
         stored = db.fetch_pnl("u")
     finally:
         db.close()
@@ -51,6 +51,16 @@ def test_sql_equals_arrays_on_generated_data(tmp_path: Path) -> None:
     mask = check_same(tmp_path, dates, [f"s{j}" for j in range(3000)], pnl)
     assert not mask[:5].any()
     assert abs(mask.mean() - 0.55) < 0.1
+
+
+def test_sql_decision_on_a_training_window_equals_arrays(tmp_path: Path) -> None:
+    pnl = generate_pnl(2000, 82, seed=4)
+    dates = np.datetime64("2023-08-03") + np.arange(82)
+    sql_pnl, _, sql_mask = sql_ulta(tmp_path, dates, [f"s{j}" for j in range(2000)], pnl, decide_rows=61)
+    mask = ulta_mask(pnl[:61])
+    assert np.array_equal(sql_mask, mask)
+    assert (mask != ulta_mask(pnl)).sum() > 50  # the window matters for many strategies
+    assert np.array_equal(sql_pnl, np.where(mask, -pnl, pnl))
 
 
 @settings(max_examples=40, deadline=None)
