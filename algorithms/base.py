@@ -39,6 +39,7 @@ class RunResult:
     seconds: float
     trace: tuple[tuple[int, float], ...]
     timed_out: bool = False
+    archive: tuple[tuple[int, ...], ...] = ()  # distinct good portfolios seen, fittest first (see Archive)
     ok: ClassVar[bool] = True
 
 
@@ -60,13 +61,15 @@ def run_algorithm(
     budget: int,
     rng: np.random.Generator,
     time_limit_s: float | None = None,
+    archive_size: int = 0,
 ) -> RunResult | FailedRun:
     """Run one algorithm on one problem with its own budget and generator.
 
-    Any exception inside the algorithm becomes a :class:`FailedRun` (one of the two places
-    where broad exceptions are caught; the other is per job).
+    ``archive_size`` > 1 keeps that many distinct good portfolios besides the best (for
+    validation). Any exception inside the algorithm becomes a :class:`FailedRun` (one of the
+    two places where broad exceptions are caught; the other is per job).
     """
-    evaluator = Evaluator(problem, budget, time_limit_s)
+    evaluator = Evaluator(problem, budget, time_limit_s, archive_size)
     started = time.perf_counter()
     try:
         algorithm.search(evaluator, rng)
@@ -93,4 +96,5 @@ def run_algorithm(
         seconds=seconds,
         trace=tuple(trace),
         timed_out=evaluator.timed_out,
+        archive=evaluator.archive.portfolios(),
     )

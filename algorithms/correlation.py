@@ -59,21 +59,88 @@ def average_pairwise(units: np.ndarray, members: np.ndarray | None = None) -> fl
     return float((total @ total - nonconstant) / (n * (n - 1)))
 
 
-def top_pairs(units: np.ndarray, k: int, block: int = PAIR_BLOCK, xp: Any = np) -> list[CorrelatedPair]:
-    """The ``k`` most correlated distinct pairs, by blockwise GEMM over the upper triangle.
+HEDGE_MAX_CORRELATION = -0.5  # a pair offsets (hedges) when its correlation is below this
 
-    Never forms the S×S matrix: each step multiplies a (block, T) slice by the (T, S−start)
-    remainder, keeps its top k, and merges. With ``xp = cupy`` the products and the selection
-    run on the GPU and only each block's k candidates come back to the host.
+
+@dataclass(frozen=True)
+class HedgePair:
+    """Two strategies whose sum has a higher Sharpe ratio than either alone, and offset each other."""
+
+    first: int
+    second: int
+    sharpe: float  # of the pair's summed daily P&L, per day
+    correlation: float
+
+
+@dataclass(frozen=True, eq=False)
+class HedgeStats:
+    """Per-strategy figures the hedge scan needs, each of shape (S,), on the scan's array module.
+
+    ``std`` with ddof 1, ``sharpe`` = mean / std (0 for a constant strategy).
+    """
+
+    mean: Any
+    std: Any
+    sharpe: Any
+
+
+class _TopK:
+    """The ``k`` largest values offered so far, with their (first, second) pairs, on the host."""
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+        self.values = np.empty(0)
+        self.first = np.empty(0, dtype=np.int64)
+        self.second = np.empty(0, dtype=np.int64)
+        self.threshold = -np.inf  # the k-th best so far: a value at or below it cannot enter
+
+    def add(self, values: np.ndarray, first: np.ndarray, second: np.ndarray) -> None:
+        self.values = np.concatenate([self.values, values])
+        self.first = np.concatenate([self.first, first])
+        self.second = np.concatenate([self.second, second])
+        if self.values.size > self.k:
+            keep = np.argpartition(self.values, self.values.size - self.k)[self.values.size - self.k :]
+            self.values, self.first, self.second = self.values[keep], self.first[keep], self.second[keep]
+        if self.values.size == self.k:
+            self.threshold = float(self.values.min())
+
+    def ordered(self) -> np.ndarray:
+        """Indices by value descending, then (first, second) ascending."""
+        return np.lexsort((self.second, self.first, -self.values))
+
+
+def _best_of(xp: Any, values: Any, k: int) -> Any:
+    """Positions of the ``k`` largest of ``values`` (all of them if fewer), on ``xp``."""
+    if values.size <= k:
+        return xp.arange(values.size)
+    return xp.argpartition(values, values.size - k)[values.size - k :]
+
+
+def scan_pairs(
+    units: np.ndarray,
+    k: int,
+    *,
+    hedges: int = 0,
+    stats: HedgeStats | None = None,
+    block: int = PAIR_BLOCK,
+    xp: Any = np,
+) -> tuple[list[CorrelatedPair], list[HedgePair]]:
+    """The ``k`` most correlated distinct pairs and the ``hedges`` best hedge pairs, in one pass.
+
+    Blockwise GEMM over the upper triangle: never forms the S×S matrix; each step multiplies a
+    (block, T) slice by the (T, S−start) remainder and keeps its best candidates. A hedge pair
+    has correlation below ``HEDGE_MAX_CORRELATION`` and a summed series whose Sharpe ratio,
+    ``(m_i + m_j) / √(s_i² + s_j² + 2ρ·s_i·s_j)``, beats both strategies' own; the best by that
+    Sharpe are kept (``stats`` is required then). With ``xp = cupy`` the products and the
+    selection run on the GPU and only each block's candidates come back to the host.
     """
     n = units.shape[1]
-    if n < 2 or k <= 0:
-        return []
+    if n < 2 or (k <= 0 and hedges <= 0):
+        return [], []
+    if hedges > 0 and stats is None:
+        raise ValueError("hedge pairs need the strategies' HedgeStats")
     cols = xp.ascontiguousarray(xp.asarray(units).T)
-    best_val = np.empty(0)
-    best_i = np.empty(0, dtype=np.int64)
-    best_j = np.empty(0, dtype=np.int64)
-    threshold = -np.inf  # the k-th best so far: a block value at or below it cannot enter
+    correlated, hedging = _TopK(max(k, 0)), _TopK(max(hedges, 0))
     for start in range(0, n - 1, block):
         stop = min(start + block, n)
         corr = cols[start:stop] @ cols[start:].T  # (rows, n - start); column c is strategy start + c
@@ -82,21 +149,59 @@ def top_pairs(units: np.ndarray, k: int, block: int = PAIR_BLOCK, xp: Any = np) 
         lower = xp.tril_indices(rows)
         corr[lower[0], lower[1]] = -xp.inf
         flat = corr.ravel()
-        candidates = xp.flatnonzero(flat > threshold)
-        if candidates.size > k:
-            candidates = candidates[xp.argpartition(flat[candidates], candidates.size - k)[candidates.size - k :]]
-        values = _host(flat[candidates])
-        found = _host(candidates).astype(np.int64)
-        best_val = np.concatenate([best_val, values])
-        best_i = np.concatenate([best_i, start + found // width])
-        best_j = np.concatenate([best_j, start + found % width])
-        if best_val.size > k:
-            keep = np.argpartition(best_val, best_val.size - k)[best_val.size - k :]
-            best_val, best_i, best_j = best_val[keep], best_i[keep], best_j[keep]
-        if best_val.size == k:
-            threshold = float(best_val.min())
-    order = np.lexsort((best_j, best_i, -best_val))
-    return [CorrelatedPair(int(best_i[o]), int(best_j[o]), float(best_val[o])) for o in order]
+        if k > 0:
+            found = xp.flatnonzero(flat > correlated.threshold)
+            found = _host(found[_best_of(xp, flat[found], k)]).astype(np.int64)
+            correlated.add(_host(flat[found]), start + found // width, start + found % width)
+        if hedges > 0 and stats is not None:
+            _hedges_of_block(xp, flat, start, width, stats, hedges, hedging)
+    by_corr = correlated.ordered()
+    by_sharpe = hedging.ordered()
+    return (
+        [
+            CorrelatedPair(int(correlated.first[o]), int(correlated.second[o]), float(correlated.values[o]))
+            for o in by_corr
+        ],
+        [
+            HedgePair(
+                int(hedging.first[o]),
+                int(hedging.second[o]),
+                float(hedging.values[o]),
+                float(_host(cols[hedging.first[o]] @ cols[hedging.second[o]])),
+            )
+            for o in by_sharpe
+        ],
+    )
+
+
+def _hedges_of_block(xp: Any, flat: Any, start: int, width: int, stats: HedgeStats, hedges: int, best: _TopK) -> None:
+    """Offer the block's hedge pairs (see :func:`scan_pairs`) to ``best``."""
+    found = xp.flatnonzero((flat < HEDGE_MAX_CORRELATION) & (flat > -xp.inf))
+    if found.size == 0:
+        return
+    first, second, rho = start + found // width, start + found % width, flat[found]
+    s_i, s_j = stats.std[first], stats.std[second]
+    variance = s_i * s_i + s_j * s_j + 2.0 * rho * s_i * s_j
+    positive = variance > 1e-18
+    sharpe = xp.where(
+        positive, (stats.mean[first] + stats.mean[second]) / xp.sqrt(xp.where(positive, variance, 1.0)), -xp.inf
+    )
+    sharpe = xp.where(sharpe > xp.maximum(stats.sharpe[first], stats.sharpe[second]), sharpe, -xp.inf)
+    keep = xp.flatnonzero(sharpe > best.threshold)
+    keep = keep[_best_of(xp, sharpe[keep], hedges)]
+    best.add(_host(sharpe[keep]), _host(first[keep]).astype(np.int64), _host(second[keep]).astype(np.int64))
+
+
+def hedge_stats(xp: Any, pnl: Any) -> HedgeStats:
+    """:class:`HedgeStats` of the columns of ``pnl`` (shape (T, S), T ≥ 2)."""
+    mean = pnl.mean(axis=0)
+    std = pnl.std(axis=0, ddof=1)
+    return HedgeStats(mean, std, xp.where(std > 1e-12, mean / xp.where(std > 1e-12, std, 1.0), 0.0))
+
+
+def top_pairs(units: np.ndarray, k: int, block: int = PAIR_BLOCK, xp: Any = np) -> list[CorrelatedPair]:
+    """The ``k`` most correlated distinct pairs (:func:`scan_pairs` without hedges)."""
+    return scan_pairs(units, k, block=block, xp=xp)[0]
 
 
 def _host(array: Any) -> np.ndarray:

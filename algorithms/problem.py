@@ -179,17 +179,25 @@ class Evaluator:
     or the time limit has passed, which ends the search. The best portfolio's fitness is
     always its full evaluation (swap-evaluated improvements are re-evaluated in full), so
     the reported fitness equals ``problem.evaluate`` of the reported portfolio.
+
+    With ``archive_size`` > 1 it also keeps an :class:`Archive` of distinct good portfolios
+    (each batch's best few, and every improvement): candidates for out-of-sample validation.
     """
 
     problem: Problem
     budget: int
     time_limit_s: float | None = None
+    archive_size: int = 0
     used: int = 0
     best_fitness: float = -np.inf
     best: np.ndarray | None = None
     trace: list[tuple[int, float]] = field(default_factory=list)
     timed_out: bool = False
     _started: float = field(default_factory=time.perf_counter)
+    archive: Archive = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.archive = Archive(self.archive_size, self.problem.size)
 
     @property
     def remaining(self) -> int:
@@ -210,6 +218,7 @@ class Evaluator:
             self.best_fitness = fitness
             self.best = np.sort(portfolio)
             self.trace.append((self.used, fitness))
+            self.archive.offer(fitness, self.best)
 
     def evaluate(self, population: np.ndarray) -> np.ndarray:
         """Fitness of a (P, n) population; P evaluations charged."""
@@ -218,6 +227,7 @@ class Evaluator:
         if len(fit):
             i = int(np.argmax(fit))
             self._offer(float(fit[i]), population[i])
+            self.archive.offer_batch(fit, population)
         return fit
 
     def evaluate_swaps(self, members: np.ndarray, out_pos: np.ndarray, incoming: np.ndarray) -> np.ndarray:
@@ -230,3 +240,50 @@ class Evaluator:
                 neighbour = apply_swap(members, int(out_pos[i]), int(incoming[i]))
                 self._offer(float(self.problem.evaluate(neighbour[None, :])[0]), neighbour)
         return fit
+
+
+class Archive:
+    """The ``size`` fittest distinct portfolios offered, no two sharing more than n − ⌈n/10⌉ members.
+
+    A candidate pool of near-copies of one portfolio gives validation nothing to choose from,
+    so a portfolio within ``min_distance`` swaps of a fitter archived one is turned away, and
+    one that is fitter than close archived ones replaces them. ``size`` ≤ 1 keeps nothing
+    (the evaluator's best is kept anyway), so searches without validation pay nothing.
+    """
+
+    def __init__(self, size: int, n: int) -> None:
+        self.size = size if size > 1 else 0
+        self.min_distance = max(1, -(-n // 10))
+        self.entries: list[tuple[float, np.ndarray]] = []  # fittest first, each sorted
+
+    def _full(self) -> bool:
+        return len(self.entries) >= self.size
+
+    def offer(self, fitness: float, portfolio: np.ndarray) -> None:
+        if not self.size or (self._full() and fitness <= self.entries[-1][0]):
+            return
+        members = np.sort(portfolio)
+        n = len(members)
+        close = [
+            k
+            for k, (_, kept) in enumerate(self.entries)
+            if n - np.intersect1d(kept, members, assume_unique=True).size < self.min_distance
+        ]
+        if any(self.entries[k][0] >= fitness for k in close):
+            return
+        kept = [entry for k, entry in enumerate(self.entries) if k not in close]
+        kept.append((fitness, members))
+        kept.sort(key=lambda entry: -entry[0])
+        self.entries = kept[: self.size]
+
+    def offer_batch(self, fitness: np.ndarray, population: np.ndarray) -> None:
+        """Offer a batch's best ``size`` portfolios (the rest cannot enter)."""
+        if not self.size:
+            return
+        count = min(self.size, len(fitness))
+        top = np.argpartition(-fitness, count - 1)[:count] if len(fitness) > count else np.arange(len(fitness))
+        for i in top[np.argsort(-fitness[top], kind="stable")].tolist():
+            self.offer(float(fitness[i]), population[i])
+
+    def portfolios(self) -> tuple[tuple[int, ...], ...]:
+        return tuple(tuple(int(i) for i in members) for _, members in self.entries)

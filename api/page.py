@@ -70,7 +70,8 @@ async function refresh() {
         + recent.items.map(j => `<tr><td>${esc(j.job_id)}</td>
           <td><span class="badge ${esc(j.state)}">${esc(j.state)}</span></td><td>${esc(j.input_file)}</td>
           <td>${when(j.finished_at)}</td>
-          <td>${fitness(j.winner)}${j.reason ? `<div class="reason">${esc(j.reason)}</div>` : ""}</td>
+          <td>${fitness(j.winner)}${j.verdict ? `<div class="muted">${esc(j.verdict)}</div>` : ""}
+            ${j.reason ? `<div class="reason">${esc(j.reason)}</div>` : ""}</td>
           <td>${j.run_folder ? `<code>${esc(j.run_folder)}</code>` : ""}</td></tr>`).join("") + `</table>`
       : `<span class="muted">No jobs yet.</span>`;
   } catch (e) {

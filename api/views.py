@@ -14,7 +14,7 @@ from jobqueue.daemon import result_document
 from jobqueue.store import QueueStore
 
 STATES = ("claiming", "queued", "running", "completed", "failed")
-STEP_NAMES = ("load", "store", "ulta", "fetch", "correlation", "search", "zones", "outputs")
+STEP_NAMES = ("load", "store", "ulta", "fetch", "correlation", "search", "validation", "zones", "outputs")
 
 
 def job_summary(row: dict[str, Any]) -> dict[str, Any]:
@@ -32,6 +32,7 @@ def job_summary(row: dict[str, Any]) -> dict[str, Any]:
         "attempts": row["attempts"],
         "run_folder": row["run_dir"],
         "winner": {k: winner[k] for k in ("size", "algorithm", "fitness") if k in winner} or None,
+        "verdict": (result.get("validation") or {}).get("verdict"),
         "reason": row["reason"],
         "duplicate_of": row["duplicate_of"],
     }

@@ -892,6 +892,8 @@ def result_document(row: Mapping[str, Any]) -> dict[str, Any]:
         "reason": row["reason"],
         "duplicate_of": row["duplicate_of"],
         "winner": result.get("winner"),
+        "in_sample_winner": result.get("in_sample_winner"),
+        "validation": result.get("validation"),
         "timings_s": result.get("timings_s"),
         "wall_s": result.get("wall_s"),
         "evaluations": result.get("evaluations"),

@@ -21,6 +21,8 @@ from jobqueue.share import sha256_file
 from optimizer.config import build_config
 from optimizer.errors import HeavyOptError, JobFailed
 from optimizer.pipeline import run_job
+from outputs.report import Winner
+from outputs.validation import validation_summary
 
 PR_SET_PDEATHSIG = 1
 MARKER = "HEAVYOPT_RUNNER_JOB"  # set in the runner's environment (inherited by its workers): "<seq>:<job_id>"
@@ -88,27 +90,33 @@ def main() -> int:
     except SystemExit as exc:  # SIGTERM from the daemon (timeout or stop)
         events.emit("failed", reason="stopped by the daemon", exit_code=exc.code)
         raise
-    w = outcome.report.winner
+    report = outcome.report
     events.emit(
         "completed",
         run_dir=str(outcome.run_dir),
-        winner={
-            "size": w.size,
-            "algorithm": w.algorithm,
-            "fitness": w.fitness,
-            "metrics": w.metrics,
-            "strategies": list(w.strategies),
-        },
-        timings_s=dict(outcome.report.timings_s),
-        inverted=len(outcome.report.inversions),
-        strategies=outcome.report.input.strategies,
-        days=outcome.report.input.days,
+        winner=_winner(report.winner),
+        in_sample_winner=_winner(report.in_sample_winner or report.winner),
+        validation=validation_summary(report),
+        timings_s=dict(report.timings_s),
+        inverted=len(report.inversions),
+        strategies=report.input.strategies,
+        days=report.input.days,
         output_errors=list(outcome.writer_errors),
-        peak_rss_mb=outcome.report.peak_rss_mb,
+        peak_rss_mb=report.peak_rss_mb,
         wall_s=time.perf_counter() - started,
-        evaluations=sum(r.evaluations for r in outcome.report.results),
+        evaluations=sum(r.evaluations for r in report.results),
     )
     return 0
+
+
+def _winner(w: Winner) -> dict[str, Any]:
+    return {
+        "size": w.size,
+        "algorithm": w.algorithm,
+        "fitness": w.fitness,
+        "metrics": w.metrics,
+        "strategies": list(w.strategies),
+    }
 
 
 if __name__ == "__main__":

@@ -26,12 +26,16 @@ from optimizer.errors import ConfigError
 
 DATE_FORMATS = ("auto", "YYYY-MM-DD", "DD-MM-YYYY", "MM-DD-YYYY")
 COMPUTE_BACKENDS = ("auto", "numpy", "cupy")
+VALIDATION_METHODS = ("holdout", "walk_forward", "none")
+SELECTIONS = ("validated", "in_sample")
 
 # Allowed values for string fields, by (section, key).
 _CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("GENERAL", "metric"): METRICS,
     ("INPUT", "date_format"): DATE_FORMATS,
     ("COMPUTE", "backend"): COMPUTE_BACKENDS,
+    ("VALIDATION", "method"): VALIDATION_METHODS,
+    ("VALIDATION", "selection"): SELECTIONS,
 }
 # Inclusive numeric bounds, by (section, key); None means unbounded on that side.
 _BOUNDS: dict[tuple[str, str], tuple[float | None, float | None]] = {
@@ -68,6 +72,14 @@ _BOUNDS: dict[tuple[str, str], tuple[float | None, float | None]] = {
     ("QUEUE", "max_input_mb"): (0.001, None),
     ("QUEUE", "stop_grace_s"): (0.0, None),
     ("API", "port"): (0, 65535),
+    ("VALIDATION", "test_fraction"): (0.01, 0.9),
+    ("VALIDATION", "min_test_days"): (2, None),
+    ("VALIDATION", "selection_fraction"): (0.01, 0.9),
+    ("VALIDATION", "folds"): (2, 50),
+    ("VALIDATION", "bootstrap_samples"): (0, 1_000_000),
+    ("VALIDATION", "bootstrap_block_days"): (0.0, None),
+    ("VALIDATION", "archive_per_run"): (1, 100),
+    ("VALIDATION", "pbo_blocks"): (0, 16),
 }
 
 
@@ -116,6 +128,22 @@ class ZoneSpecific:
     enable: bool = False
     min_size: int = 10
     max_size: int = 30
+
+
+@dataclass(frozen=True)
+class Validation:
+    """Out-of-sample validation of the choice (docs/validation.md)."""
+
+    method: str = "holdout"  # holdout | walk_forward | none (today's in-sample job on every day)
+    test_fraction: float = 0.25  # the latest days kept from everything that chooses, only reported
+    min_test_days: int = 10  # the fewest days of any window: search, selection, test
+    selection_fraction: float = 0.25  # the latest part of the training window, on which candidates are compared
+    folds: int = 4  # walk-forward: anchored, expanding training windows
+    selection: str = "validated"  # validated | in_sample (the highest in-sample fitness, as before)
+    bootstrap_samples: int = 1000  # stationary-bootstrap resamples for the confidence intervals; 0 = none
+    bootstrap_block_days: float = 0.0  # mean block length; 0 = days^(1/3)
+    archive_per_run: int = 4  # distinct good portfolios kept per size × algorithm as candidates
+    pbo_blocks: int = 0  # CSCV blocks (even); 0 = as many as the days allow, at most 10
 
 
 @dataclass(frozen=True)
@@ -189,6 +217,7 @@ class Config:
     algorithms: Algorithms = field(default_factory=Algorithms)
     zone_specific: ZoneSpecific = field(default_factory=ZoneSpecific)
     zone_weights: tuple[tuple[str, float], ...] = ()
+    validation: Validation = field(default_factory=Validation)
     input: Input = field(default_factory=Input)
     database: Database = field(default_factory=Database)
     compute: Compute = field(default_factory=Compute)
@@ -243,6 +272,7 @@ SECTIONS: dict[str, str] = {
     "ALGORITHMS": "algorithms",
     "ZONE_SPECIFIC_OPTIMIZATION": "zone_specific",
     "ZONE_WEIGHTS": "zone_weights",
+    "VALIDATION": "validation",
     "INPUT": "input",
     "DATABASE": "database",
     "COMPUTE": "compute",
@@ -479,6 +509,11 @@ def _cross_check(config: Config) -> Config:
         raise ConfigError(
             f"config error: GENERAL.strat_limit = {limit} keeps fewer strategies than "
             f"PORTFOLIO.min_size = {config.portfolio.min_size}; raise the limit (0 = all) or lower min_size"
+        )
+    if config.validation.pbo_blocks % 2:
+        raise ConfigError(
+            f"config error: VALIDATION.pbo_blocks = {config.validation.pbo_blocks} must be even "
+            "(half the blocks in sample, half out), or 0 to choose from the days"
         )
     for section, part in (("PORTFOLIO", config.portfolio), ("ZONE_SPECIFIC_OPTIMIZATION", config.zone_specific)):
         if part.min_size > part.max_size:

@@ -37,10 +37,13 @@ class Task:
     job_seed: int
     spawn_key: tuple[int, ...]
     time_limit_s: float | None
+    archive_size: int = 0  # distinct good portfolios kept besides the best (validation candidates)
 
     def run(self, problem: Problem) -> Outcome:
         rng = np.random.default_rng(np.random.SeedSequence(self.job_seed, spawn_key=self.spawn_key))
-        return run_algorithm(self.algorithm, problem.with_size(self.size), self.budget, rng, self.time_limit_s)
+        return run_algorithm(
+            self.algorithm, problem.with_size(self.size), self.budget, rng, self.time_limit_s, self.archive_size
+        )
 
 
 _worker_problem: Problem | None = None

@@ -24,40 +24,45 @@ from typing import Any
 
 import numpy as np
 
-from algorithms.correlation import average_pairwise, top_pairs, unit_columns
+from algorithms.candidates import families
+from algorithms.correlation import HedgePair, average_pairwise, hedge_stats, scan_pairs, unit_columns
 from algorithms.problem import Problem
 from dal import Backend, ResultRow, open_backend
 from dal.fallback import Breaker, FallbackBackend
-from optimizer import __version__
+from optimizer import __version__, validation
 from optimizer.compute import ComputeChoice, choose, is_gpu_error, release
 from optimizer.config import Config, data_dir, database_url, embedded_url, redact_url
 from optimizer.errors import HeavyOptError, InputError, JobFailed
 from optimizer.loader import Dataset, load_csv, sum_by_date
 from optimizer.reporting import best_lines, strategy_table, zone_breakdown
 from optimizer.search import (
+    check_any_portfolio,
     compute_threads,
     compute_workers,
     enabled_algorithms,
     limit_strategies,
+    make_winner,
     objective,
-    pick_winner,
     portfolio_sizes,
     search,
 )
-from optimizer.ulta import inversions
+from optimizer.ulta import SUFFIX as ULTA_SUFFIX
+from optimizer.ulta import inversions, ulta_mask
+from optimizer.validation import Candidate, Plan, Split
 from optimizer.zones import check_zones, combine, exclude_rows, zone_mode, zone_names, zone_rows, zone_weights
 from outputs import RunReport, write_run_folder
-from outputs.report import AlgorithmResult, InputSummary, PairCorrelation, Winner, ZoneRun
+from outputs.report import AlgorithmResult, InputSummary, PairCorrelation, ValidationReport, Winner, ZoneRun
 
 ProgressFn = Callable[[str, float], None]
 log = logging.getLogger("heavyopt")
 
 # Where each step starts on the 0–100 progress scale; the search fills SEARCH_START..SEARCH_END.
 STEP_START = {"load": 0.0, "store": 8.0, "ulta": 12.0, "fetch": 15.0, "correlation": 18.0, "search": 25.0}
-SEARCH_END = 95.0
+SEARCH_END = 93.0  # the validation step follows the search
 ZONES_START = 70.0  # in zone mode the combined search ends here and the zones fill the rest
 OUTPUTS_START = 95.0
 TOP_PAIRS = 20
+HEDGE_PAIRS = 400  # offsetting pairs the scan keeps for the data-built candidates (validation only)
 
 
 @dataclass(frozen=True)
@@ -84,11 +89,16 @@ def peak_rss_mb() -> float:
 
 
 class _Steps:
-    """Times steps and forwards progress."""
+    """Times steps and forwards progress, never backwards (walk-forward folds repeat the steps)."""
 
     def __init__(self, progress: ProgressFn | None) -> None:
-        self.progress = progress or (lambda step, pct: None)
+        self._forward = progress or (lambda step, pct: None)
+        self._last_pct = 0.0
         self.timings: dict[str, float] = {}
+
+    def progress(self, step: str, pct: float) -> None:
+        self._last_pct = max(self._last_pct, pct)
+        self._forward(step, self._last_pct)
 
     @contextmanager
     def step(self, name: str, start_pct: float) -> Iterator[None]:
@@ -302,20 +312,36 @@ def _on_gpu_or_host(compute: _Compute, work: Callable[[Any], Any]) -> Any:
 
 
 @dataclass(frozen=True, eq=False)
-class _Optimised:
-    """One optimisation of one stored matrix (the whole input, or one zone)."""
+class _Searched:
+    """One split's correlation and search, on its search window (validation.Split)."""
 
-    dates: np.ndarray  # (T,)
-    original: np.ndarray  # (T, S) before ULTA, all strategies
-    inverted_all: np.ndarray  # (S,) bool, what ULTA inverted
+    split: Split
+    inverted: np.ndarray  # (S,) bool: ULTA's decision on this split's training window
     keep: np.ndarray  # indices of the searched strategies (GENERAL.strat_limit)
     names: tuple[str, ...]  # searched strategies, ULTA names
-    pnl: np.ndarray  # (T, searched) after ULTA
-    units: np.ndarray
+    pnl: np.ndarray  # (D, searched) every day, oriented by this split's ULTA
+    units: np.ndarray  # (search days, searched)
     universe: float
     pairs: tuple[PairCorrelation, ...]
+    hedges: list[HedgePair]
+    problem: Problem  # on the search window, NumPy
+    sizes: range
     results: list[AlgorithmResult]
+
+    @property
+    def search_pnl(self) -> np.ndarray:
+        return self.pnl[self.split.search.start : self.split.search.stop]
+
+
+@dataclass(frozen=True, eq=False)
+class _Optimised:
+    """One optimisation of one stored matrix (the whole input, or one zone), validated."""
+
+    dates: np.ndarray  # (D,) trading days
+    final: _Searched  # the last split: the job's own search and results
     winner: Winner
+    in_sample_winner: Winner
+    validation: ValidationReport
 
 
 def _optimise(
@@ -334,54 +360,157 @@ def _optimise(
     compute: _Compute,
     prefix: tuple[int, ...] = (),
 ) -> _Optimised:
-    """Store → ULTA in SQL → fetch → correlation → search → winner, for one matrix of rows."""
+    """Store → ULTA in SQL → fetch → correlation → search → validation, for one matrix of rows.
+
+    Rows are stored in date order, so the training window of the last split is the leading
+    ``decide_rows`` rows and ULTA's SQL decision covers exactly those (docs/validation.md).
+    """
+    order = np.argsort(dates, kind="stable")
+    dates, original = dates[order], original[order]
+    zones = None if zones is None else tuple(zones[i] for i in order.tolist())
+    days, original_daily = sum_by_date(dates, original)
+    windows = validation.plan(len(days), config.validation)
+    ulta = config.optimization.apply_ulta_logic
     with step("store"):
         db.store_pnl(key, dates, zones, strategies, original)
     with step("ulta"):
-        if config.optimization.apply_ulta_logic:
-            db.apply_ulta(key)
+        if ulta:
+            db.apply_ulta(key, _rows_before(dates, days, windows.final) if windows.validating else None)
     with step("fetch"):
         stored = db.fetch_pnl(key)
-        days, pnl_all = sum_by_date(stored.dates, stored.pnl)
+        _, pnl_all = sum_by_date(stored.dates, stored.pnl)
     _check_unique_after_ulta(path, strategies, stored.strategies)
-    with step("correlation"):
-        keep = limit_strategies(pnl_all, config)
-        pnl = np.ascontiguousarray(pnl_all[:, keep])
-        names = tuple(stored.strategies[j] for j in keep.tolist())
-        units, nonconstant = unit_columns(np, pnl)
-        universe = average_pairwise(units)
-        pairs = tuple(
-            PairCorrelation(names[p.first], names[p.second], p.correlation)
-            for p in _on_gpu_or_host(compute, lambda xp: top_pairs(units, TOP_PAIRS, xp=xp))
+    searched = []
+    for k, split in enumerate(windows.splits):
+        last = k == len(windows.splits) - 1
+        if last:
+            oriented, inverted, names = pnl_all, stored.inverted, stored.strategies
+        else:  # an earlier walk-forward fold: ULTA's array twin, decided on that fold's training rows
+            inverted = (
+                ulta_mask(original[: _rows_before(dates, days, split)]) if ulta else np.zeros(len(strategies), bool)
+            )
+            oriented = np.where(inverted, -original_daily, original_daily)
+            names = tuple(n + ULTA_SUFFIX if i else n for n, i in zip(strategies, inverted.tolist(), strict=True))
+
+        def fold_progress(what: str, share: float, k: int = k) -> None:
+            progress(what, (k + share) / len(windows.splits))
+
+        fold_prefix = prefix if last else (*prefix, validation.FOLD_KEY + k)
+        searched.append(
+            _search_split(
+                split,
+                oriented,
+                inverted,
+                names,
+                config,
+                sizes,
+                step,
+                fold_progress,
+                compute,
+                fold_prefix,
+                windows.validating,
+            )
         )
+    return _validate(key, windows, searched, days, config, step, prefix)
+
+
+def _rows_before(dates: np.ndarray, days: np.ndarray, split: Split) -> int:
+    """How many of the date-sorted rows fall in ``split``'s training window."""
+    return int(np.searchsorted(dates, days[split.test.start])) if split.test.start < len(days) else len(dates)
+
+
+def _search_split(
+    split: Split,
+    oriented: np.ndarray,
+    inverted: np.ndarray,
+    names_all: tuple[str, ...],
+    config: Config,
+    sizes: range,
+    step: Callable[[str], Any],
+    progress: Callable[[str, float], None],
+    compute: _Compute,
+    prefix: tuple[int, ...],
+    validating: bool,
+) -> _Searched:
+    """Correlation and search on ``split``'s search window of ``oriented`` (D, S)."""
+    hedges_wanted = HEDGE_PAIRS if validating else 0
+    with step("correlation"):
+        window = oriented[split.search.start : split.search.stop]
+        keep = limit_strategies(window, config)
+        pnl = np.ascontiguousarray(oriented[:, keep])
+        search_pnl = np.ascontiguousarray(window[:, keep])
+        names = tuple(names_all[j] for j in keep.tolist())
+        units, nonconstant = unit_columns(np, search_pnl)
+        universe = average_pairwise(units)
+        stats = hedge_stats(np, search_pnl) if validating else None
+        found, hedges = _on_gpu_or_host(
+            compute, lambda xp: scan_pairs(units, TOP_PAIRS, hedges=hedges_wanted, stats=stats, xp=xp)
+        )
+        pairs = tuple(PairCorrelation(names[p.first], names[p.second], p.correlation) for p in found)
     with step("search"):
         base = Problem.from_pnl(
-            pnl, units, nonconstant, sizes.start, objective(config), threads=compute_threads(config)
+            search_pnl, units, nonconstant, sizes.start, objective(config), threads=compute_threads(config)
         )
         chosen = portfolio_sizes(sizes, len(names))
+        archive = config.validation.archive_per_run if validating else 0
 
         def run_search(xp: Any) -> list[AlgorithmResult]:
             workers = 1 if xp is not np else None  # one GPU: its parallelism is inside each batch
-            found = search(config, base.on(xp), names, chosen, progress, prefix, workers=workers)
+            found = search(config, base.on(xp), names, chosen, progress, prefix, workers=workers, archive_size=archive)
             gpu_failures = [r.error for r in found if r.status == "failed" and xp is not np and is_gpu_error(r.error)]
             if gpu_failures:
                 raise _GpuFailed(gpu_failures[0])
             return found
 
         results = _on_gpu_or_host(compute, run_search)
-        winner = pick_winner(results, pnl, units, names, config)
-    return _Optimised(
-        days,
-        sum_by_date(dates, original)[1],
-        stored.inverted,
-        keep,
-        names,
-        pnl,
-        units,
-        universe,
-        pairs,
-        results,
-        winner,
+        check_any_portfolio(results)
+    return _Searched(split, inverted, keep, names, pnl, units, universe, pairs, hedges, base, chosen, results)
+
+
+def _validate(
+    key: str,
+    windows: Plan,
+    searched: list[_Searched],
+    days: np.ndarray,
+    config: Config,
+    step: Callable[[str], Any],
+    prefix: tuple[int, ...],
+) -> _Optimised:
+    """Pool each split's candidates, choose, and measure the choice on the days no search saw."""
+    metric, ppy = config.general.metric, config.optimization.periods_per_year
+    dates = tuple(str(d) for d in days)
+    choices, folds, picks = [], [], []
+    with step("validation") if windows.validating else contextlib.nullcontext():
+        for k, s in enumerate(searched):
+            built = families(s.search_pnl, s.hedges, s.sizes) if windows.validating else []
+            candidates = validation.pool(s.results, built, s.problem)
+            choice = validation.choose(s.split, candidates, s.pnl, config.validation.selection, metric, ppy)
+            pair = tuple(_winner_of(s, choice.candidates[i], ppy) for i in (choice.chosen, choice.in_sample))
+            choices.append(choice)
+            picks.append(pair)
+            if windows.validating:
+                folds.append(validation.fold(k + 1, choice, (pair[0], pair[1]), dates, int(s.inverted.sum()), ppy))
+        report = validation.report(
+            windows,
+            choices,
+            folds,
+            [s.keep for s in searched],
+            searched[-1].names,
+            dates,
+            config.validation,
+            metric=metric,
+            ppy=ppy,
+            seed=config.general.seed,
+            prefix=prefix,
+        )
+    if windows.note:
+        log.warning("%s: %s", key, windows.note)
+    return _Optimised(days, searched[-1], picks[-1][0], picks[-1][1], report)
+
+
+def _winner_of(searched: _Searched, candidate: Candidate, ppy: int) -> Winner:
+    return make_winner(
+        candidate.source, candidate.fitness, candidate.members, searched.search_pnl, searched.units, searched.names, ppy
     )
 
 
@@ -428,14 +557,22 @@ def _zone_runs(
                     zone=zone,
                     weight=weights[zone],
                     days=int(dates.shape[0]),
-                    inverted=int(done.inverted_all.sum()),
-                    results=tuple(done.results),
+                    inverted=int(done.final.inverted.sum()),
+                    results=tuple(done.final.results),
                     winner=done.winner,
                     dates=tuple(str(d) for d in done.dates),
-                    daily=tuple(done.pnl[:, members].mean(axis=1).tolist()),
+                    daily=tuple(done.final.pnl[:, members].mean(axis=1).tolist()),
+                    validation=done.validation,
                 )
             )
     return tuple(runs)
+
+
+def _training_days(dataset: Dataset, optimised: _Optimised) -> np.ndarray:
+    """The input's own daily totals (zones summed) on the days ULTA decided on: (days, S)."""
+    dates, daily = dataset.daily()
+    last = optimised.dates[optimised.final.split.train.stop - 1]
+    return daily[dates <= last]
 
 
 def _run_stored(
@@ -460,7 +597,7 @@ def _run_stored(
         steps.progress(f"search: {what}", STEP_START["search"] + (search_end - STEP_START["search"]) * share)
 
     def step(name: str) -> Any:
-        return steps.step(name, STEP_START[name])
+        return steps.step(name, search_end if name == "validation" else STEP_START[name])
 
     dates, zones, matrix = dataset.dates, dataset.zones, dataset.pnl
     if zoned:  # the combined optimisation: the weighted sum over zones of each date
@@ -482,7 +619,8 @@ def _run_stored(
     zone_runs = _zone_runs(job_id, path, dataset, config, db, steps, weights, compute) if zoned else None
     members = np.array(main.winner.members)
     ppy = config.optimization.periods_per_year
-    oriented_rows = np.where(main.inverted_all, -dataset.pnl, dataset.pnl)[:, main.keep]
+    final = main.final
+    oriented_rows = np.where(final.inverted, -dataset.pnl, dataset.pnl)[:, final.keep]
     return RunReport(
         job_id=job_id,
         created_at=created_at,
@@ -512,18 +650,21 @@ def _run_stored(
         timings_s=tuple(steps.timings.items()),
         ulta_enabled=config.optimization.apply_ulta_logic,
         # Described on the input's own daily totals; in zone mode the decision was made on the combination.
-        inversions=tuple(inversions(dataset.daily()[1], dataset.strategies, main.inverted_all)),
-        universe_average_correlation=main.universe,
-        top_pairs=main.pairs,
-        results=tuple(main.results),
+        inversions=tuple(inversions(_training_days(dataset, main), dataset.strategies, final.inverted)),
+        universe_average_correlation=final.universe,
+        top_pairs=final.pairs,
+        results=tuple(final.results),
         skipped_algorithms=tuple(skipped),
         winner=main.winner,
         peak_rss_mb=peak_rss_mb(),
         dates=tuple(str(d) for d in main.dates),
-        strategy_metrics=strategy_table(main.pnl, main.names, main.inverted_all[main.keep], ppy),
-        winner_daily=tuple(main.pnl[:, members].mean(axis=1).tolist()),
-        algorithm_best=best_lines(main.results, main.pnl),
+        strategy_metrics=strategy_table(final.pnl, final.names, final.inverted[final.keep], ppy),
+        winner_daily=tuple(final.pnl[:, members].mean(axis=1).tolist()),
+        algorithm_best=best_lines(final.results, final.pnl),
         zone_breakdown=zone_breakdown(oriented_rows, dataset.dates, dataset.zones, members, ppy),
         zone_weights=tuple(weights.items()),
         zone_runs=zone_runs,
+        validation=main.validation,
+        in_sample_winner=main.in_sample_winner,
+        in_sample_winner_daily=tuple(final.pnl[:, list(main.in_sample_winner.members)].mean(axis=1).tolist()),
     )

@@ -83,11 +83,13 @@ def search(
     progress: Callable[[str, float], None],
     prefix: tuple[int, ...] = (),
     workers: int | None = None,
+    archive_size: int = 0,
 ) -> list[AlgorithmResult]:
     """Every enabled algorithm on every size, on ``COMPUTE.workers`` processes; results in (size, algorithm) order.
 
-    ``prefix`` goes in front of each task's spawn key (a zone's number), so no two searches of
-    a job share a random stream. ``progress`` gets the share of tasks done, 0–1.
+    ``prefix`` goes in front of each task's spawn key (a zone's number, a walk-forward fold), so
+    no two searches of a job share a random stream. ``progress`` gets the share of tasks done,
+    0–1. ``archive_size`` > 1 keeps that many distinct good portfolios per task (validation).
     """
     flags, _ = enabled_algorithms(config)
     tasks = [
@@ -98,6 +100,7 @@ def search(
             job_seed=config.general.seed,
             spawn_key=(*prefix, *spawn_key(size, flag)),
             time_limit_s=config.optimization.algorithm_timeout_s or None,
+            archive_size=archive_size,
         )
         for size in sizes
         for flag in flags
@@ -138,18 +141,29 @@ def as_result(outcome: RunResult | FailedRun, key: tuple[int, ...], names: tuple
         members=outcome.portfolio,
         trace=outcome.trace,
         timed_out=outcome.timed_out,
+        archive=outcome.archive,
     )
 
 
-def pick_winner(
-    results: list[AlgorithmResult], pnl: np.ndarray, units: np.ndarray, names: tuple[str, ...], config: Config
-) -> Winner:
-    ok = [r for r in results if r.status == "ok" and r.fitness is not None]
-    if not ok:
+def check_any_portfolio(results: list[AlgorithmResult]) -> None:
+    """Raise :class:`JobFailed` when no algorithm produced a portfolio."""
+    if not any(r.status == "ok" and r.fitness is not None for r in results):
         reasons = "; ".join(f"size {r.size} {r.algorithm}: {r.error}" for r in results[:3])
         raise JobFailed(f"job failed: no algorithm produced a portfolio ({reasons})")
-    best = max(ok, key=lambda r: r.fitness if r.fitness is not None else -np.inf)  # first of equals
-    members = np.array(best.members)
-    metrics = portfolio_report(pnl[:, members].mean(axis=1), config.optimization.periods_per_year)
-    metrics["avg_correlation"] = average_pairwise(units, members)
-    return Winner(best.size, best.algorithm, float(best.fitness or 0.0), best.strategies, metrics, best.members)
+
+
+def make_winner(
+    source: str,
+    fitness: float,
+    members: tuple[int, ...],
+    pnl: np.ndarray,
+    units: np.ndarray,
+    names: tuple[str, ...],
+    periods_per_year: int,
+) -> Winner:
+    """A :class:`Winner` with its metrics on ``pnl`` (T, S) and average correlation from ``units``
+    (the days the search saw)."""
+    chosen = np.array(members)
+    metrics = portfolio_report(pnl[:, chosen].mean(axis=1), periods_per_year)
+    metrics["avg_correlation"] = average_pairwise(units, chosen)
+    return Winner(len(members), source, float(fitness), tuple(names[i] for i in members), metrics, tuple(members))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+from matplotlib.dates import AutoDateLocator, ConciseDateFormatter, date2num
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
@@ -160,3 +160,77 @@ def zone_equity_curves(report: RunReport, path: Path) -> None:
         axis.set_visible(False)
     figure.suptitle(f"Each zone's best portfolio and the overall winner — job {report.job_id}")
     _save(figure, path)
+
+
+WINDOW_COLOURS = {"search": "#dbe9f6", "selection": "#fdf1c7", "test": "#dcefd9"}
+
+
+def validation_equity(report: RunReport, path: Path) -> None:
+    """In-sample vs out-of-sample equity: the chosen portfolio and the highest in-sample fitness.
+
+    Top: every day, the last fold's windows shaded (search, selection, test). Bottom: only the
+    out-of-sample days (each walk-forward fold's test window, joined), where the two choices part.
+    """
+    v = report.validation
+    days = _dates(report)
+    validated = v is not None and v.ran and bool(v.oos_daily)
+    figure = Figure(figsize=EQUITY_SIZE_IN, layout="constrained")
+    axes = figure.subplots(2, 1, height_ratios=(3, 2)) if validated else [figure.subplots(1, 1)]
+    top = axes[0]
+    w, other = report.winner, report.in_sample_winner
+    top.plot(
+        days,
+        np.cumsum(report.winner_daily),
+        color="black",
+        linewidth=2.2,
+        label=f"chosen: {w.algorithm}, size {w.size}",
+    )
+    if other is not None and report.in_sample_winner_daily and other.members != w.members:
+        top.plot(
+            days,
+            np.cumsum(report.in_sample_winner_daily),
+            color="C3",
+            linewidth=1.4,
+            label=f"highest in-sample fitness: {other.algorithm}, size {other.size}",
+        )
+    if validated and v is not None:
+        windows = v.folds[-1].windows
+        edges = [date2num(np.datetime64(x.first_date)) for x in windows] + [
+            date2num(np.datetime64(windows[-1].last_date))
+        ]
+        for window, start, stop in zip(windows, edges[:-1], edges[1:], strict=True):
+            top.axvspan(start, stop, color=WINDOW_COLOURS[window.name], zorder=0, label=f"{window.name} window")
+        top.set_title(f"Chosen on validation vs highest in-sample fitness — job {report.job_id}")
+    else:
+        why = v.note if v is not None and v.note else "VALIDATION.method = none"
+        top.set_title(_plain(f"Not validated ({why}): every day is in sample — job {report.job_id}"), fontsize=10)
+    top.set_ylabel("Cumulative P&L (currency)")
+    top.grid(True, alpha=0.3)
+    top.legend(loc="upper left", fontsize=8)
+    _date_axis(top)
+    if validated and v is not None:
+        bottom = axes[1]
+        oos_days = np.array(v.oos_dates, dtype="datetime64[D]")
+        steps = np.arange(len(oos_days))
+        bottom.plot(steps, np.cumsum(v.oos_daily), color="black", linewidth=2.0, label="chosen on validation")
+        bottom.plot(
+            steps, np.cumsum(v.in_sample_oos_daily), color="C3", linewidth=1.4, label="highest in-sample fitness"
+        )
+        for f in v.folds[1:]:
+            first = np.datetime64(next(x for x in f.windows if x.name == "test").first_date)
+            bottom.axvline(int(np.searchsorted(oos_days, first)) - 0.5, color="grey", linestyle=":", linewidth=1.0)
+        bottom.set_title(
+            f"Out of sample only: {len(oos_days)} days no search saw"
+            + (f", {len(v.folds)} folds" if len(v.folds) > 1 else "")
+        )
+        bottom.set_xlabel("Out-of-sample trading day")
+        bottom.set_ylabel("Cumulative P&L (currency)")
+        bottom.grid(True, alpha=0.3)
+        bottom.legend(loc="upper left", fontsize=8)
+    _save(figure, path)
+
+
+def _date_axis(axis: object) -> None:
+    locator = AutoDateLocator()
+    axis.xaxis.set_major_locator(locator)  # type: ignore[attr-defined]
+    axis.xaxis.set_major_formatter(ConciseDateFormatter(locator))  # type: ignore[attr-defined]

@@ -57,16 +57,87 @@ class AlgorithmResult:
     trace: tuple[tuple[int, float], ...] = ()
     timed_out: bool = False
     error: str = ""
+    archive: tuple[tuple[int, ...], ...] = ()  # other distinct good portfolios the search kept (validation)
 
 
 @dataclass(frozen=True)
 class Winner:
+    """A chosen portfolio: the algorithm (or data-built family) that found it, its in-sample
+    fitness and ``metrics`` on the days the search saw (every day when validation is off)."""
+
     size: int
     algorithm: str
     fitness: float
     strategies: tuple[str, ...]
     metrics: dict[str, float]
     members: tuple[int, ...] = ()  # indices into the searched strategies, same order as ``strategies``
+
+
+@dataclass(frozen=True)
+class Window:
+    """A span of trading days: ``search`` (what the search saw), ``selection`` (where candidates
+    were compared) or ``test`` (seen by nothing that chose)."""
+
+    name: str
+    first_date: str
+    last_date: str
+    days: int
+
+
+@dataclass(frozen=True)
+class Fold:
+    """One split of the days: the portfolio chosen on it and how it did on its test window."""
+
+    number: int
+    windows: tuple[Window, ...]
+    inverted: int  # strategies ULTA inverted, decided on this fold's training window
+    candidates: int
+    chosen: Winner
+    chosen_selection_metrics: dict[str, float] | None
+    chosen_test_metrics: dict[str, float]
+    in_sample: Winner
+    in_sample_test_metrics: dict[str, float]
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    """How the choice holds up on days the search never saw (docs/validation.md).
+
+    ``method`` is what ran: ``none`` when switched off or when the input has too few days
+    (``note`` says why); the statistics are then None. Sharpe ratios in ``deflated`` are per day.
+    """
+
+    method: str
+    selection: str
+    note: str
+    train_days: int
+    test_days: int  # out-of-sample days: the test window, or every walk-forward test window
+    folds: tuple[Fold, ...] = ()
+    candidate_sources: tuple[tuple[str, int], ...] = ()  # the final fold's candidates by family
+    oos_dates: tuple[str, ...] = ()
+    oos_daily: tuple[float, ...] = ()  # the chosen portfolios on their test windows, concatenated
+    in_sample_oos_daily: tuple[float, ...] = ()  # the same for the in-sample picks
+    oos_metrics: dict[str, float] | None = None
+    in_sample_oos_metrics: dict[str, float] | None = None
+    oos_sharpe_probability: float | None = None  # P(true Sharpe > 0) from the out-of-sample days alone
+    deflated: dict[str, float] | None = None  # the deflated Sharpe ratio and its inputs
+    pbo: dict[str, float] | None = None  # probability of backtest overfitting (CSCV) and its inputs
+    bootstrap: dict[str, tuple[float, float]] | None = None  # 95 % intervals on the out-of-sample days
+    bootstrap_settings: dict[str, float] | None = None
+    stability: tuple[tuple[str, float], ...] = ()  # walk-forward: share of folds that chose each winner member
+    verdict: str = ""
+
+    @property
+    def ran(self) -> bool:
+        return self.method != "none"
+
+    @property
+    def deflated_sharpe_probability(self) -> float | None:
+        return None if self.deflated is None else self.deflated["probability"]
+
+    @property
+    def probability_of_overfitting(self) -> float | None:
+        return None if self.pbo is None else self.pbo["pbo"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -124,6 +195,7 @@ class ZoneRun:
     winner: Winner
     dates: tuple[str, ...]
     daily: tuple[float, ...]  # the zone winner's daily series
+    validation: ValidationReport | None = None
 
 
 @dataclass(frozen=True)
@@ -153,6 +225,9 @@ class RunReport:
     zone_weights: tuple[tuple[str, float], ...] = ()  # normalised, zone mode only
     zone_runs: tuple[ZoneRun, ...] | None = None  # zone mode only
     fallbacks: dict[str, str] = field(default_factory=dict)  # "database" / "compute": what fell back, and why
+    validation: ValidationReport | None = None
+    in_sample_winner: Winner | None = None  # the highest in-sample fitness (the winner when selection = in_sample)
+    in_sample_winner_daily: tuple[float, ...] = ()  # its daily series on every day, like ``winner_daily``
 
     @property
     def metric(self) -> str:

@@ -9,8 +9,8 @@ from typing import Any
 
 import xlsxwriter
 
+from outputs.format import METRIC_LABELS
 from outputs.report import RunReport, StrategyMetrics
-from outputs.text import METRIC_LABELS
 
 STRATEGY_COLUMNS = ("roi", "max_drawdown", "win_percentage", "profit_factor", "expectancy", "sharpe")
 
@@ -108,7 +108,7 @@ class _Book:
 
 
 def optimization_workbook(report: RunReport, path: Path) -> None:
-    """``optimization_summary.xlsx``: summary, results, best portfolio, strategy metrics, ULTA, zones."""
+    """``optimization_summary.xlsx``: summary, results, best portfolio, strategy metrics, ULTA, zones, validation."""
     book = _Book(path)
     w, i = report.winner, report.input
     summary: list[list[Any]] = [
@@ -208,7 +208,43 @@ def optimization_workbook(report: RunReport, path: Path) -> None:
         ],
         [24, 8, 9, 10, 22, 16, 14, 14, 18, 12, 12, 80],
     )
+    book.table(
+        "Validation",
+        ["Figure", "Chosen on validation", "Highest in-sample fitness"],
+        _validation_rows(report),
+        [None, book.general, book.general],
+        [44, 40, 40],
+    )
     book.book.close()
+
+
+def _validation_rows(report: RunReport) -> list[list[Any]]:
+    """Both portfolios in sample and out of sample, then the statistics of the choice."""
+    v = report.validation
+    if v is None or not v.ran or v.oos_metrics is None:
+        why = v.note if v is not None and v.note else "VALIDATION.method = none"
+        return [["Not validated", why, "every figure in this workbook is in sample"]]
+    chosen, other = report.winner, report.in_sample_winner or report.winner
+    labels = dict(METRIC_LABELS)
+    rows: list[list[Any]] = [
+        ["Found by", f"{chosen.algorithm}, size {chosen.size}", f"{other.algorithm}, size {other.size}"],
+        ["In-sample fitness", chosen.fitness, other.fitness],
+    ]
+    for key, label in labels.items():
+        if key in v.oos_metrics:
+            rows.append([f"{label}, in sample", chosen.metrics[key], other.metrics[key]])
+            rows.append([f"{label}, out of sample", v.oos_metrics[key], (v.in_sample_oos_metrics or {}).get(key, "")])
+    rows += [
+        ["Verdict", v.verdict, ""],
+        ["Method / selection", f"{v.method} / {v.selection}", ""],
+        ["Training days / out-of-sample days", f"{v.train_days} / {v.test_days}", ""],
+        ["Deflated Sharpe probability", v.deflated_sharpe_probability or 0.0, ""],
+        ["Probability of backtest overfitting", "" if v.pbo is None else v.pbo["pbo"], ""],
+        ["P(Sharpe > 0), out of sample alone", v.oos_sharpe_probability or 0.0, ""],
+    ]
+    for name, (low, high) in (v.bootstrap or {}).items():
+        rows.append([f"{name.replace('_', ' ')}, bootstrap 95 % interval", low, high])
+    return rows
 
 
 def _zone_rows(report: RunReport) -> list[list[Any]]:

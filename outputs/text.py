@@ -7,73 +7,33 @@ file is byte-identical run to run.
 
 from __future__ import annotations
 
+from outputs.format import METRIC_LABELS, header, markdown_cell, markdown_code, money, number
 from outputs.report import AlgorithmResult, RunReport
+from outputs.validation import headline, training_window
+from outputs.validation import report_lines as validation_lines
 
 MEASUREMENTS_MARKER = "== Run measurements (these differ from run to run) =="
 
-METRIC_LABELS = (
-    ("total_roi", "Total ROI"),
-    ("max_drawdown", "Max drawdown"),
-    ("ratio", "ROI / max drawdown"),
-    ("win_percentage", "Win percentage (%)"),
-    ("profit_factor", "Profit factor"),
-    ("expectancy", "Expectancy"),
-    ("sharpe_ratio", "Sharpe ratio"),
-    ("sortino_ratio", "Sortino ratio"),
-    ("calmar_ratio", "Calmar ratio"),
-    ("annualized_return", "Annualized return"),
-    ("var_95", "VaR 95% (daily loss)"),
-    ("cvar_95", "CVaR 95% (daily loss)"),
-    ("avg_correlation", "Average pairwise correlation"),
-)
-
-
-def money(value: float) -> str:
-    return f"{value:,.2f}"
-
-
-def number(value: float | None) -> str:
-    return "—" if value is None else f"{value:,.6g}"
-
-
-_MARKDOWN_SPECIAL = "\\`*_[]<>|#!~"
-
-
-def _cell(text: str) -> str:
-    """Text shown literally in Markdown (table cells, prose): punctuation escaped, ``&`` as an entity."""
-    escaped = text.replace("&", "&amp;")
-    return "".join(f"\\{ch}" if ch in _MARKDOWN_SPECIAL else ch for ch in escaped)
-
-
-def _code(text: str) -> str:
-    """Text in a code span: shown as is; a backtick inside would end the span, so it becomes '."""
-    return "`" + text.replace("`", "'") + "`"
-
-
-def _header(report: RunReport, title: str) -> list[str]:
-    i = report.input
-    return [
-        f"# {title}",
-        "",
-        f"Job {_code(report.job_id)} · input {_code(i.file)} · {i.strategies:,} strategies × {i.days} days "
-        f"({i.first_date} – {i.last_date})",
-        "",
-    ]
-
 
 def ulta_inversion_report(report: RunReport) -> str:
-    lines = _header(report, "ULTA inversion report")
+    lines = header(report, "ULTA inversion report")
     total = report.input.strategies
     if not report.ulta_enabled:
         lines += ["ULTA was switched off (`OPTIMIZATION.apply_ulta_logic = False`): no strategy was inverted.", ""]
         return "\n".join(lines)
     rows = sorted(report.inversions, key=lambda inv: (inv.original_total, inv.name))
+    window = training_window(report)
+    period = (
+        "the period"
+        if window is None
+        else f"the training window (the first {window[0]} days, to {window[1]}; the test days did not count)"
+    )
     lines += [
-        f"**{len(rows):,} of {total:,} strategies** ({len(rows) / max(total, 1):.1%}) lost money over the period and "
+        f"**{len(rows):,} of {total:,} strategies** ({len(rows) / max(total, 1):.1%}) lost money over {period} and "
         "were inverted: every day's P&L multiplied by −1, the strategy renamed `<name>_inv`.",
         "",
         "Rule: invert when the total P&L is negative (beyond rounding: total < −10⁻⁹ × the sum of absolute daily "
-        "P&L). Worst day and the ratio total / |worst day| describe the original series.",
+        f"P&L). Totals, worst day and the ratio total / |worst day| describe the original series over {period}.",
         "",
     ]
     if report.zone_runs is not None:
@@ -91,18 +51,18 @@ def ulta_inversion_report(report: RunReport) -> str:
     ]
     for k, inv in enumerate(rows, start=1):
         lines.append(
-            f"| {k} | {_cell(inv.name)} | {money(inv.original_total)} | {money(inv.inverted_total)} | "
+            f"| {k} | {markdown_cell(inv.name)} | {money(inv.original_total)} | {money(inv.inverted_total)} | "
             f"{money(inv.worst_day)} | {inv.total_to_worst_day:.4f} |"
         )
     return "\n".join(lines) + "\n"
 
 
 def zone_analysis_report(report: RunReport) -> str:
-    lines = _header(report, "Zone analysis")
+    lines = header(report, "Zone analysis")
     zones = report.zone_breakdown
     if zones is None:
         lines += [
-            f"The input {_code(report.input.file)} has no `Zone` column, so there are no zones to analyse. "
+            f"The input {markdown_code(report.input.file)} has no `Zone` column, so there are no zones to analyse. "
             "The portfolio was optimised on whole trading days.",
             "",
         ]
@@ -110,7 +70,7 @@ def zone_analysis_report(report: RunReport) -> str:
     w = report.winner
     excluded = report.input.excluded_rows
     lines += [
-        f"Zones in the input: {', '.join(_code(z.zone) for z in zones)}. "
+        f"Zones in the input: {', '.join(markdown_code(z.zone) for z in zones)}. "
         + (
             f"{excluded:,} rows with an empty or `Outside Market` zone were left out."
             if excluded
@@ -135,7 +95,7 @@ def zone_analysis_report(report: RunReport) -> str:
     for z in zones:
         m = z.metrics
         lines.append(
-            f"| {_cell(z.zone)} | {z.days} | {money(m['total_roi'])} | {money(m['max_drawdown'])} | "
+            f"| {markdown_cell(z.zone)} | {z.days} | {money(m['total_roi'])} | {money(m['max_drawdown'])} | "
             f"{m['win_percentage']:.1f} | {number(m['profit_factor'])} | {number(m['sharpe_ratio'])} | "
             f"{money(m['var_95'])} |"
         )
@@ -160,13 +120,13 @@ def _zone_runs(report: RunReport) -> list[str]:
     for run in runs:
         m = run.winner.metrics
         lines.append(
-            f"| {_cell(run.zone)} | {run.weight:.4f} | {run.days} | {run.inverted} | {run.winner.size} | "
+            f"| {markdown_cell(run.zone)} | {run.weight:.4f} | {run.days} | {run.inverted} | {run.winner.size} | "
             f"{run.winner.algorithm} | {number(run.winner.fitness)} | {money(m['total_roi'])} | "
             f"{money(m['max_drawdown'])} | {m['win_percentage']:.1f} | {number(m['sharpe_ratio'])} |"
         )
     for run in runs:
-        lines += ["", f"### Zone {_cell(run.zone)}: {len(run.winner.strategies)} strategies", ""]
-        lines += [f"{rank}. {_cell(name)}" for rank, name in enumerate(run.winner.strategies, start=1)]
+        lines += ["", f"### Zone {markdown_cell(run.zone)}: {len(run.winner.strategies)} strategies", ""]
+        lines += [f"{rank}. {markdown_cell(name)}" for rank, name in enumerate(run.winner.strategies, start=1)]
     return [*lines, ""]
 
 
@@ -224,14 +184,17 @@ def performance_report(report: RunReport) -> str:
         + (f" on {report.compute['device']}" if report.compute.get("device") else ""),
         *(f"Fell back ({what}):   {why}" for what, why in report.fallbacks.items()),
         "",
-        "WINNER",
-        f"Size {w.size}, {w.algorithm}, fitness {number(w.fitness)}",
+        "WINNER" + ("" if report.validation is None or not report.validation.ran else " (chosen on validation)"),
+        f"Size {w.size}, {w.algorithm}, fitness {number(w.fitness)}"
+        + ("" if report.validation is None or not report.validation.ran else " in sample; metrics on the search days"),
         *(f"{label + ':':<30}{number(w.metrics[key])}" for key, label in METRIC_LABELS),
         "",
         f"STRATEGIES OF THE WINNER ({len(w.strategies)}, equal weights)",
         *(f"{rank:4d}. {name}" for rank, name in enumerate(w.strategies, start=1)),
         "",
-        "BEST FITNESS BY SIZE AND ALGORITHM",
+        *validation_lines(report),
+        "",
+        "BEST FITNESS BY SIZE AND ALGORITHM (in sample)",
         *_grid(report),
     ]
     if report.zone_runs is not None:
@@ -256,6 +219,7 @@ def optimization_summary(report: RunReport) -> str:
         "",
         f"Best overall: size {w.size}, {w.algorithm}, fitness {number(w.fitness)}, "
         f"ROI {money(w.metrics['total_roi'])}, max drawdown {money(w.metrics['max_drawdown'])}",
+        headline(report),
         "",
         f"{'size':>4}  {'algorithm':<24}{'fitness':>16}",
     ]

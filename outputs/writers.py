@@ -14,10 +14,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from outputs import charts, tables, text
+from outputs import charts, tables, text, validation
 from outputs.report import RunReport, Winner
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the validation block, in_sample_winner; winner is the validated choice
 
 
 @contextmanager
@@ -77,6 +77,8 @@ def execution_summary(report: RunReport) -> dict[str, Any]:
             for r in report.results
         ],
         "winner": _winner(report.winner),
+        "in_sample_winner": _winner(report.in_sample_winner or report.winner),
+        "validation": None if report.validation is None else validation.validation_json(report.validation),
         "zones": _zones(report),
     }
 
@@ -144,7 +146,8 @@ def write_zone_chart(report: RunReport, folder: Path) -> None:
         _file_writer("zone_equity_curves.png", charts.zone_equity_curves)(report, folder)
 
 
-# The eight files of brief §5, then the predecessor's. error_log.txt is written last by write_run_folder.
+# The eight files of brief §5 and validation's two, then the predecessor's.
+# error_log.txt is written last by write_run_folder.
 WRITERS: dict[str, Callable[[RunReport, Path], None]] = {
     "ulta_inversion_report.md": _text_writer("ulta_inversion_report.md", text.ulta_inversion_report),
     "zone_analysis_report.md": _text_writer("zone_analysis_report.md", text.zone_analysis_report),
@@ -153,6 +156,8 @@ WRITERS: dict[str, Callable[[RunReport, Path], None]] = {
     "optimization_summary.xlsx": _file_writer("optimization_summary.xlsx", tables.optimization_workbook),
     "execution_summary.json": write_execution_summary,
     "equity_curves.png": _file_writer("equity_curves.png", charts.equity_curves),
+    "validation_report.md": _text_writer("validation_report.md", validation.validation_report),
+    "validation_equity.png": _file_writer("validation_equity.png", charts.validation_equity),
     "algorithm_comparison.png": _file_writer("algorithm_comparison.png", charts.algorithm_comparison),
     "best_portfolio_size<n>.txt": write_best_portfolios,
     "strategy_metrics.csv": _text_writer("strategy_metrics.csv", tables.strategy_metrics),

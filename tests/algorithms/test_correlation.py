@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from algorithms.correlation import average_pairwise, top_pairs, unit_columns
+from algorithms.correlation import (
+    HEDGE_MAX_CORRELATION,
+    average_pairwise,
+    hedge_stats,
+    scan_pairs,
+    top_pairs,
+    unit_columns,
+)
 from algorithms.reference import reference_avg_correlation
 
 
@@ -49,3 +56,39 @@ def test_top_pairs_small_inputs() -> None:
     assert top_pairs(np.zeros((5, 1)), 3) == []
     units, _ = unit_columns(np, np.random.default_rng(1).normal(size=(6, 3)))
     assert len(top_pairs(units, 10)) == 3  # only 3 pairs exist
+
+
+def brute_force_hedges(pnl: np.ndarray, k: int) -> list[tuple[int, int, float]]:
+    """Every pair's summed series, its Sharpe ratio by definition, the hedge rule, sorted."""
+    corr = np.corrcoef(pnl.T)
+    own = pnl.mean(axis=0) / pnl.std(axis=0, ddof=1)
+    found = []
+    for i in range(pnl.shape[1]):
+        for j in range(i + 1, pnl.shape[1]):
+            both = pnl[:, i] + pnl[:, j]
+            sharpe = both.mean() / both.std(ddof=1)
+            if corr[i, j] < HEDGE_MAX_CORRELATION and sharpe > max(own[i], own[j]):
+                found.append((i, j, sharpe))
+    return sorted(found, key=lambda f: (-f[2], f[0], f[1]))[:k]
+
+
+@pytest.mark.parametrize("block", [1, 16, 1000])
+def test_hedge_pairs_match_brute_force(block: int) -> None:
+    rng = np.random.default_rng(11)
+    pnl = rng.normal(5.0, 100.0, (30, 60))
+    hedge = rng.normal(0.0, 300.0, 30)
+    pnl[:, 4] += hedge + 40.0  # 4 and 50 offset each other: their sum keeps both edges, not the swings
+    pnl[:, 50] += 40.0 - hedge
+    units, _ = unit_columns(np, pnl)
+    correlated, hedges = scan_pairs(units, 5, hedges=12, stats=hedge_stats(np, pnl), block=block)
+    expected = brute_force_hedges(pnl, 12)
+    assert [(h.first, h.second) for h in hedges] == [(i, j) for i, j, _ in expected]
+    np.testing.assert_allclose([h.sharpe for h in hedges], [s for _, _, s in expected], rtol=1e-9)
+    assert all(h.correlation < HEDGE_MAX_CORRELATION for h in hedges)
+    assert [(p.first, p.second) for p in correlated] == [(p.first, p.second) for p in top_pairs(units, 5)]
+    assert (hedges[0].first, hedges[0].second) == (4, 50)
+
+
+def test_hedge_scan_needs_stats() -> None:
+    with pytest.raises(ValueError, match="HedgeStats"):
+        scan_pairs(np.zeros((4, 3)), 1, hedges=2)

@@ -1,0 +1,383 @@
+"""Out-of-sample validation: the windows, the candidates, the validated choice, how much to believe it.
+
+The rules and why are in docs/validation.md. Each split of the trading days has a search
+window (ULTA's decision covers it and the selection window; correlation and the search see only
+it), a selection window (the candidates are compared there, and the headline portfolio chosen)
+and a test window that nothing that chooses ever sees. The orchestrator runs ULTA, correlation
+and the search of each split; this module plans the windows, pools the candidates, chooses, and
+computes the statistics. Everything is deterministic given the job seed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from algorithms.candidates import Built
+from algorithms.correlation import average_pairwise, unit_columns
+from algorithms.fitness import max_drawdown, metric_values, portfolio_report
+from algorithms.problem import Problem
+from algorithms.statistics import (
+    auto_block_days,
+    bootstrap_intervals,
+    cscv_logits,
+    deflated_sharpe,
+    moments,
+    probabilistic_sharpe,
+    probability_of_overfitting,
+    robust_variance,
+    sharpe_per_period,
+)
+from optimizer.config import Validation
+from outputs.report import AlgorithmResult, Fold, ValidationReport, Window, Winner
+
+CONFIDENCE = 0.95  # of the bootstrap intervals
+SKILL_PROBABILITY = 0.95  # a deflated Sharpe probability at or above this (and PBO below ½) is evidence of skill
+MAX_PBO_BLOCKS = 10  # C(10, 5) = 252 CSCV splits
+MIN_PBO_BLOCK_DAYS = 3
+BOOTSTRAP_KEY = (0, 1)  # spawn key of the bootstrap's generator: task keys start with a size ≥ 2
+FOLD_KEY = 1000  # walk-forward fold k (all but the last) searches with spawn keys prefixed by FOLD_KEY + k
+
+
+@dataclass(frozen=True)
+class Split:
+    """Day ranges of one split: indices into the job's trading days, ascending."""
+
+    search: range
+    selection: range
+    test: range
+
+    @property
+    def train(self) -> range:
+        """Every day before the test window: what ULTA's decision uses."""
+        return range(0, self.test.start)
+
+    @property
+    def unseen(self) -> range:
+        """The days no search saw: the selection and test windows."""
+        return range(self.search.stop, self.test.stop)
+
+
+@dataclass(frozen=True)
+class Plan:
+    method: str  # holdout | walk_forward | none
+    splits: tuple[Split, ...]  # in time order; the last one is the job's own search
+    note: str = ""  # why validation was skipped or changed
+
+    @property
+    def validating(self) -> bool:
+        return self.method != "none"
+
+    @property
+    def final(self) -> Split:
+        return self.splits[-1]
+
+
+def plan(days: int, settings: Validation) -> Plan:
+    """The splits of ``days`` trading days for ``settings`` (docs/validation.md, "Windows").
+
+    Every window holds at least ``min_test_days``. When the days are too few, validation is
+    skipped (one split whose search window is every day, as without validation) and the note
+    says why; walk-forward drops folds first, then falls back to a holdout.
+    """
+    everything = Plan("none", (Split(range(days), range(days, days), range(days, days)),))
+    if settings.method == "none":
+        return everything
+    note = ""
+    if settings.method == "walk_forward":
+        splits, note = _walk_forward(days, settings)
+        if splits:
+            return Plan("walk_forward", splits, note)
+    test = max(settings.min_test_days, round(settings.test_fraction * days))
+    split = _split(days - test, range(days - test, days), settings)
+    if split is None:
+        windows = 3 if settings.selection == "validated" else 2
+        return dataclasses.replace(
+            everything,
+            note=f"validation skipped: {days} trading days are too few for {windows} windows of at least "
+            f"{settings.min_test_days} days (VALIDATION.min_test_days); the job chose in sample on every day",
+        )
+    return Plan("holdout", (split,), note)
+
+
+def _split(train: int, test: range, settings: Validation) -> Split | None:
+    """Search and selection windows out of the first ``train`` days, or None if they do not fit."""
+    if settings.selection == "validated":
+        selection = max(settings.min_test_days, round(settings.selection_fraction * train))
+    else:
+        selection = 0  # the in-sample choice needs no selection window: the search sees the whole training window
+    search = train - selection
+    if search < settings.min_test_days:
+        return None
+    return Split(range(0, search), range(search, train), test)
+
+
+def _walk_forward(days: int, settings: Validation) -> tuple[tuple[Split, ...], str]:
+    """Anchored, expanding folds; as many as fit, up to ``folds`` (at least 2)."""
+    block = max(settings.min_test_days, round(settings.test_fraction * days / settings.folds))
+    for folds in range(settings.folds, 1, -1):
+        bounds = [days - (folds - k) * block for k in range(folds + 1)]
+        splits = [_split(bounds[k], range(bounds[k], bounds[k + 1]), settings) for k in range(folds)]
+        if all(s is not None for s in splits):
+            note = (
+                f"walk-forward with {folds} folds: {days} trading days allow no more than that"
+                if folds < settings.folds
+                else ""
+            )
+            return tuple(s for s in splits if s is not None), note
+    return (), (
+        f"walk-forward needs 2 folds of at least {settings.min_test_days} test days after a training window; "
+        f"{days} trading days allow none, so a single holdout was used"
+    )
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A portfolio to validate: where it came from and its fitness on the search window."""
+
+    source: str  # an algorithm, or a data-built family
+    kind: str  # "best" (a size × algorithm result), "archive" (kept during a search) or "built"
+    members: tuple[int, ...]  # sorted indices into the split's searched strategies
+    fitness: float
+
+
+def pool(results: Sequence[AlgorithmResult], built: Sequence[Built], problem: Problem) -> list[Candidate]:
+    """Distinct candidates: every size × algorithm best, then the searches' archives, then the built ones.
+
+    Fitness of archived and built portfolios is evaluated here on ``problem`` (the search
+    window), outside every algorithm's budget.
+    """
+    out: dict[tuple[int, ...], Candidate] = {}
+    for r in results:
+        if r.status == "ok" and r.fitness is not None:
+            members = tuple(sorted(r.members))
+            out.setdefault(members, Candidate(r.algorithm, "best", members, float(r.fitness)))
+    pending = [(r.algorithm, "archive", tuple(p)) for r in results if r.status == "ok" for p in r.archive]
+    pending += [(b.source, "built", b.members) for b in built]
+    pending = [p for p in dict.fromkeys(pending) if p[2] not in out]
+    for size in sorted({len(p[2]) for p in pending}):
+        group = [p for p in pending if len(p[2]) == size]
+        fitness = problem.with_size(size).evaluate(np.array([p[2] for p in group], dtype=np.int64))
+        for (source, kind, members), value in zip(group, fitness.tolist(), strict=True):
+            out.setdefault(members, Candidate(source, kind, members, float(value)))
+    return list(out.values())
+
+
+def candidate_series(candidates: Sequence[Candidate], pnl: np.ndarray) -> np.ndarray:
+    """Each candidate's equal-weight daily series: float64, shape (N, D), from ``pnl`` (D, S)."""
+    out = np.empty((len(candidates), pnl.shape[0]))
+    by_size: dict[int, list[int]] = {}
+    for i, c in enumerate(candidates):
+        by_size.setdefault(len(c.members), []).append(i)
+    for size, rows in by_size.items():
+        members = np.array([candidates[i].members for i in rows], dtype=np.int64)  # (G, n)
+        out[rows] = pnl[:, members].sum(axis=2).T / size
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class Choice:
+    """One split's candidates, their series over every day, and the two picks (indices)."""
+
+    split: Split
+    candidates: list[Candidate]
+    series: np.ndarray  # (N, D)
+    chosen: int
+    in_sample: int
+
+
+def choose(split: Split, candidates: list[Candidate], pnl: np.ndarray, selection: str, metric: str, ppy: int) -> Choice:
+    """The validated pick (best ``metric`` on the selection window; ties: higher in-sample fitness,
+    then pool order) and the in-sample pick (highest fitness among the size × algorithm bests,
+    first of equals, as without validation)."""
+    series = candidate_series(candidates, pnl)
+    fitness = np.array([c.fitness for c in candidates])
+    bests = np.array([c.kind == "best" for c in candidates])
+    in_sample = int(np.argmax(np.where(bests, fitness, -np.inf)))
+    if selection == "in_sample" or not len(split.selection):
+        return Choice(split, candidates, series, in_sample, in_sample)
+    scores = metric_values(np, series[:, split.selection.start : split.selection.stop], metric, ppy)
+    order = np.lexsort((np.arange(len(candidates)), -fitness, -scores))
+    return Choice(split, candidates, series, int(order[0]), in_sample)
+
+
+def _window(name: str, days: range, dates: Sequence[str]) -> Window:
+    return Window(name, dates[days.start], dates[days.stop - 1], len(days))
+
+
+def windows(split: Split, dates: Sequence[str]) -> tuple[Window, ...]:
+    named = (("search", split.search), ("selection", split.selection), ("test", split.test))
+    return tuple(_window(name, days, dates) for name, days in named if len(days))
+
+
+def _on(series: np.ndarray, days: range, ppy: int) -> dict[str, float]:
+    return portfolio_report(series[days.start : days.stop], ppy)
+
+
+def fold(
+    number: int, choice: Choice, picks: tuple[Winner, Winner], dates: Sequence[str], inverted: int, ppy: int
+) -> Fold:
+    """The report of one split; ``picks`` are the chosen and in-sample candidates as winners."""
+    split, chosen, in_sample = choice.split, choice.series[choice.chosen], choice.series[choice.in_sample]
+    return Fold(
+        number=number,
+        windows=windows(split, dates),
+        inverted=inverted,
+        candidates=len(choice.candidates),
+        chosen=picks[0],
+        chosen_selection_metrics=_on(chosen, split.selection, ppy) if len(split.selection) else None,
+        chosen_test_metrics=_on(chosen, split.test, ppy),
+        in_sample=picks[1],
+        in_sample_test_metrics=_on(in_sample, split.test, ppy),
+    )
+
+
+def deflated(choice: Choice) -> dict[str, float]:
+    """The deflated Sharpe ratio of the chosen portfolio on the days no search saw.
+
+    Trials: the candidates compared, counted as independent ones by their average
+    correlation on those days; their Sharpe variance estimated robustly (docs/validation.md).
+    """
+    unseen = choice.series[:, choice.split.unseen.start : choice.split.unseen.stop]
+    units, _ = unit_columns(np, np.ascontiguousarray(unseen.T))
+    correlation = average_pairwise(units) if len(unseen) > 1 else 0.0
+    result = deflated_sharpe(
+        unseen[choice.chosen], len(unseen), robust_variance(sharpe_per_period(unseen)), correlation
+    )
+    return {**dataclasses.asdict(result), "average_correlation": correlation}
+
+
+def pbo_blocks(days: int, settings: Validation) -> int:
+    """CSCV blocks for ``days``: the configured number, or the most (even, ≤ 10) of ≥ 3 days each."""
+    if settings.pbo_blocks:
+        return settings.pbo_blocks if settings.pbo_blocks <= days else 0
+    blocks = min(MAX_PBO_BLOCKS, days // MIN_PBO_BLOCK_DAYS)
+    return blocks - blocks % 2
+
+
+def overfitting(choices: Sequence[Choice], settings: Validation, metric: str, ppy: int) -> dict[str, float] | None:
+    """PBO of choosing by ``metric`` among each split's candidates, by CSCV on its unseen days (logits pooled)."""
+    logits: list[float] = []
+    used = 0
+    for choice in choices:
+        unseen = choice.series[:, choice.split.unseen.start : choice.split.unseen.stop]
+        blocks = pbo_blocks(unseen.shape[1], settings)
+        if blocks < 2 or len(unseen) < 2:
+            continue
+        used = blocks
+        logits += cscv_logits(np.ascontiguousarray(unseen.T), blocks, lambda r: metric_values(np, r.T, metric, ppy))
+    if not logits:
+        return None
+    result = probability_of_overfitting(logits, used)
+    return {
+        "pbo": result.pbo,
+        "blocks": result.blocks,
+        "splits": result.splits,
+        "median_logit": float(np.median(result.logits)),
+    }
+
+
+def bootstrap(
+    series: np.ndarray, settings: Validation, seed: int, prefix: tuple[int, ...], ppy: int
+) -> tuple[dict[str, tuple[float, float]] | None, dict[str, float] | None]:
+    """Stationary-bootstrap intervals of Sharpe (annualised), ratio and max drawdown of ``series``."""
+    if settings.bootstrap_samples == 0 or len(series) < 2:
+        return None, None
+    block = settings.bootstrap_block_days or auto_block_days(len(series))
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(*prefix, *BOOTSTRAP_KEY)))
+    statistics = {
+        "sharpe_ratio": lambda r: metric_values(np, r, "sharpe", ppy),
+        "ratio": lambda r: metric_values(np, r, "ratio", ppy),
+        "max_drawdown": lambda r: max_drawdown(np, r),
+    }
+    intervals = bootstrap_intervals(series, statistics, rng, settings.bootstrap_samples, block, CONFIDENCE)
+    return intervals, {"samples": settings.bootstrap_samples, "mean_block_days": block, "confidence": CONFIDENCE}
+
+
+def stability(
+    choices: Sequence[Choice], columns: Sequence[np.ndarray], names: Sequence[str]
+) -> tuple[tuple[str, float], ...]:
+    """For each member of the last fold's chosen portfolio: the share of folds that chose it.
+
+    ``columns[k]`` maps fold k's searched strategies to the job's strategy columns;
+    ``names`` are the last fold's searched strategy names.
+    """
+    picked = [set(columns[k][list(c.candidates[c.chosen].members)].tolist()) for k, c in enumerate(choices)]
+    last = choices[-1].candidates[choices[-1].chosen].members
+    shares = [(names[m], sum(int(columns[-1][m]) in p for p in picked) / len(picked)) for m in last]
+    return tuple(sorted(shares, key=lambda s: (-s[1], s[0])))
+
+
+def verdict(oos_sharpe: float, dsr: float, pbo: float | None) -> str:
+    """Plain words: evidence of skill only if the deflated Sharpe probability, the PBO and the
+    out-of-sample Sharpe all say so."""
+    if dsr >= SKILL_PROBABILITY and (pbo is None or pbo < 0.5) and oos_sharpe > 0:
+        return "evidence of skill"
+    reasons = []
+    if dsr < SKILL_PROBABILITY:
+        reasons.append(f"deflated Sharpe probability {dsr:.2f} < {SKILL_PROBABILITY:.2f}")
+    if pbo is not None and pbo >= 0.5:
+        reasons.append(f"chance the selection is overfit {pbo:.0%}")
+    if oos_sharpe <= 0:
+        reasons.append("the out-of-sample Sharpe ratio is not positive")
+    return "no evidence of skill: " + "; ".join(reasons)
+
+
+def report(
+    plan_: Plan,
+    choices: Sequence[Choice],
+    folds: Sequence[Fold],
+    columns: Sequence[np.ndarray],
+    names: Sequence[str],
+    dates: Sequence[str],
+    settings: Validation,
+    *,
+    metric: str,
+    ppy: int,
+    seed: int,
+    prefix: tuple[int, ...] = (),
+) -> ValidationReport:
+    """The :class:`ValidationReport` of a job whose splits were searched and chosen."""
+    final = plan_.final
+    base = ValidationReport(
+        method=plan_.method, selection=settings.selection, note=plan_.note, train_days=len(final.train), test_days=0
+    )
+    if not plan_.validating:
+        return base
+    oos = np.concatenate([c.series[c.chosen, c.split.test.start : c.split.test.stop] for c in choices])
+    oos_in_sample = np.concatenate([c.series[c.in_sample, c.split.test.start : c.split.test.stop] for c in choices])
+    oos_dates = tuple(d for c in choices for d in dates[c.split.test.start : c.split.test.stop])
+    dsr = deflated(choices[-1])
+    pbo = overfitting(choices, settings, metric, ppy)
+    intervals, boot_settings = bootstrap(oos, settings, seed, prefix, ppy)
+    oos_metrics = portfolio_report(oos, ppy)
+    oos_sharpe = float(sharpe_per_period(oos))
+    return dataclasses.replace(
+        base,
+        test_days=len(oos),
+        folds=tuple(folds),
+        candidate_sources=tuple(sorted(_sources(choices[-1].candidates).items())),
+        oos_dates=oos_dates,
+        oos_daily=tuple(oos.tolist()),
+        in_sample_oos_daily=tuple(oos_in_sample.tolist()),
+        oos_metrics=oos_metrics,
+        in_sample_oos_metrics=portfolio_report(oos_in_sample, ppy),
+        oos_sharpe_probability=probabilistic_sharpe(oos_sharpe, 0.0, len(oos), *moments(oos)),
+        deflated=dsr,
+        pbo=pbo,
+        bootstrap=intervals,
+        bootstrap_settings=boot_settings,
+        stability=stability(choices, columns, names) if len(choices) > 1 else (),
+        verdict=verdict(oos_metrics["sharpe_ratio"], dsr["probability"], None if pbo is None else pbo["pbo"]),
+    )
+
+
+def _sources(candidates: Sequence[Candidate]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for c in candidates:
+        key = c.source if c.kind == "built" else f"{c.source} ({'best of a size' if c.kind == 'best' else 'archive'})"
+        counts[key] = counts.get(key, 0) + 1
+    return counts
