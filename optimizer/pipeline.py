@@ -477,14 +477,14 @@ def _validate(
     prefix: tuple[int, ...],
 ) -> _Optimised:
     """Pool each split's candidates, choose, and measure the choice on the days no search saw."""
-    metric, ppy = config.general.metric, config.optimization.periods_per_year
+    ppy = config.optimization.periods_per_year
     dates = tuple(str(d) for d in days)
     choices, folds, picks = [], [], []
     with step("validation") if windows.validating else contextlib.nullcontext():
         for k, s in enumerate(searched):
             built = families(s.search_pnl, s.hedges, s.sizes) if windows.validating else []
             candidates = validation.pool(s.results, built, s.problem)
-            choice = validation.choose(s.split, candidates, s.pnl, config.validation.selection, metric, ppy)
+            choice = validation.choose(s.split, candidates, s.pnl, config.validation.selection)
             pair = tuple(_winner_of(s, choice.candidates[i], ppy) for i in (choice.chosen, choice.in_sample))
             choices.append(choice)
             picks.append(pair)
@@ -498,7 +498,6 @@ def _validate(
             searched[-1].names,
             dates,
             config.validation,
-            metric=metric,
             ppy=ppy,
             seed=config.general.seed,
             prefix=prefix,

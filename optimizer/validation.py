@@ -189,17 +189,17 @@ class Choice:
     in_sample: int
 
 
-def choose(split: Split, candidates: list[Candidate], pnl: np.ndarray, selection: str, metric: str, ppy: int) -> Choice:
-    """The validated pick (best ``metric`` on the selection window; ties: higher in-sample fitness,
-    then pool order) and the in-sample pick (highest fitness among the size × algorithm bests,
-    first of equals, as without validation)."""
+def choose(split: Split, candidates: list[Candidate], pnl: np.ndarray, selection: str) -> Choice:
+    """The validated pick (the best Sharpe ratio on the selection window; ties: higher in-sample
+    fitness, then pool order) and the in-sample pick (highest fitness among the size × algorithm
+    bests, first of equals, as without validation). docs/validation.md says why Sharpe."""
     series = candidate_series(candidates, pnl)
     fitness = np.array([c.fitness for c in candidates])
     bests = np.array([c.kind == "best" for c in candidates])
     in_sample = int(np.argmax(np.where(bests, fitness, -np.inf)))
     if selection == "in_sample" or not len(split.selection):
         return Choice(split, candidates, series, in_sample, in_sample)
-    scores = metric_values(np, series[:, split.selection.start : split.selection.stop], metric, ppy)
+    scores = sharpe_per_period(series[:, split.selection.start : split.selection.stop])
     order = np.lexsort((np.arange(len(candidates)), -fitness, -scores))
     return Choice(split, candidates, series, int(order[0]), in_sample)
 
@@ -258,8 +258,8 @@ def pbo_blocks(days: int, settings: Validation) -> int:
     return blocks - blocks % 2
 
 
-def overfitting(choices: Sequence[Choice], settings: Validation, metric: str, ppy: int) -> dict[str, float] | None:
-    """PBO of choosing by ``metric`` among each split's candidates, by CSCV on its unseen days (logits pooled)."""
+def overfitting(choices: Sequence[Choice], settings: Validation) -> dict[str, float] | None:
+    """PBO of choosing by Sharpe ratio among each split's candidates, by CSCV on its unseen days (logits pooled)."""
     logits: list[float] = []
     used = 0
     for choice in choices:
@@ -268,7 +268,7 @@ def overfitting(choices: Sequence[Choice], settings: Validation, metric: str, pp
         if blocks < 2 or len(unseen) < 2:
             continue
         used = blocks
-        logits += cscv_logits(np.ascontiguousarray(unseen.T), blocks, lambda r: metric_values(np, r.T, metric, ppy))
+        logits += cscv_logits(np.ascontiguousarray(unseen.T), blocks, lambda r: sharpe_per_period(r.T))
     if not logits:
         return None
     result = probability_of_overfitting(logits, used)
@@ -335,7 +335,6 @@ def report(
     dates: Sequence[str],
     settings: Validation,
     *,
-    metric: str,
     ppy: int,
     seed: int,
     prefix: tuple[int, ...] = (),
@@ -351,7 +350,7 @@ def report(
     oos_in_sample = np.concatenate([c.series[c.in_sample, c.split.test.start : c.split.test.stop] for c in choices])
     oos_dates = tuple(d for c in choices for d in dates[c.split.test.start : c.split.test.stop])
     dsr = deflated(choices[-1])
-    pbo = overfitting(choices, settings, metric, ppy)
+    pbo = overfitting(choices, settings)
     intervals, boot_settings = bootstrap(oos, settings, seed, prefix, ppy)
     oos_metrics = portfolio_report(oos, ppy)
     oos_sharpe = float(sharpe_per_period(oos))

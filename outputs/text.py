@@ -8,7 +8,7 @@ file is byte-identical run to run.
 from __future__ import annotations
 
 from outputs.format import METRIC_LABELS, header, markdown_cell, markdown_code, money, number
-from outputs.report import AlgorithmResult, RunReport
+from outputs.report import AlgorithmResult, RunReport, ZoneRun
 from outputs.validation import headline, training_window
 from outputs.validation import report_lines as validation_lines
 
@@ -124,10 +124,23 @@ def _zone_runs(report: RunReport) -> list[str]:
             f"{run.winner.algorithm} | {number(run.winner.fitness)} | {money(m['total_roi'])} | "
             f"{money(m['max_drawdown'])} | {m['win_percentage']:.1f} | {number(m['sharpe_ratio'])} |"
         )
+    lines += ["", *(_zone_validation(run) for run in runs)]
     for run in runs:
         lines += ["", f"### Zone {markdown_cell(run.zone)}: {len(run.winner.strategies)} strategies", ""]
         lines += [f"{rank}. {markdown_cell(name)}" for rank, name in enumerate(run.winner.strategies, start=1)]
     return [*lines, ""]
+
+
+def _zone_validation(run: ZoneRun) -> str:
+    """One line: how the zone's own choice held up on its own test days, or why it was not validated."""
+    v = run.validation
+    if v is None or not v.ran or v.oos_metrics is None:
+        why = v.note if v is not None and v.note else "VALIDATION.method = none"
+        return f"- Zone {markdown_cell(run.zone)}: not validated ({markdown_cell(why)})."
+    return (
+        f"- Zone {markdown_cell(run.zone)}: Sharpe {run.winner.metrics['sharpe_ratio']:,.2f} in sample, "
+        f"{v.oos_metrics['sharpe_ratio']:,.2f} on its {v.test_days} test days; {v.verdict}."
+    )
 
 
 def _grid(report: RunReport) -> list[str]:

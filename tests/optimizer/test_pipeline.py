@@ -20,7 +20,7 @@ from optimizer.errors import InputError
 from optimizer.loader import load_csv
 from optimizer.pipeline import run_job
 from optimizer.synthetic import write_csv
-from optimizer.ulta import apply_ulta
+from optimizer.ulta import apply_ulta, ulta_mask
 
 SETS = ["PORTFOLIO.min_size=5", "PORTFOLIO.max_size=7", "OPTIMIZATION.evaluation_budget=500", "COMPUTE.workers=1"]
 ALGORITHMS = (
@@ -52,8 +52,8 @@ def test_run_writes_the_summary_and_best_portfolios(tmp_path: Path, csv_file: Pa
         run_dir.parent == tmp_path / "out" and run_dir.name.startswith("run_") and run_dir.name.endswith(outcome.job_id)
     )
     summary = json.loads((run_dir / "execution_summary.json").read_text())
-    assert summary["schema_version"] == 1
-    assert set(summary["timings_s"]) == {"load", "store", "ulta", "fetch", "correlation", "search"}
+    assert summary["schema_version"] == 2
+    assert set(summary["timings_s"]) == {"load", "store", "ulta", "fetch", "correlation", "search", "validation"}
     assert [(r["size"], r["algorithm"]) for r in summary["results"]] == [
         (size, name) for size in (5, 6, 7) for name in ALGORITHMS
     ]
@@ -61,32 +61,62 @@ def test_run_writes_the_summary_and_best_portfolios(tmp_path: Path, csv_file: Pa
         assert {"size", "algorithm", "fitness", "evaluations", "seconds"} <= set(r)
         assert r["evaluations"] == 500 and r["status"] == "ok"
     best = max(summary["results"], key=lambda r: r["fitness"])
-    winner = summary["winner"]
-    assert (winner["size"], winner["algorithm"], winner["fitness"]) == (
+    in_sample = summary["in_sample_winner"]
+    assert (in_sample["size"], in_sample["algorithm"], in_sample["fitness"]) == (
         best["size"],
         best["algorithm"],
         best["fitness"],
     )
-    assert len(winner["strategies"]) == winner["size"]
+    winner = summary["winner"]  # chosen on the selection window (40 days: search 20, selection 10, test 10)
+    assert len(set(winner["strategies"])) == winner["size"] and 5 <= winner["size"] <= 7
+    assert summary["validation"]["method"] == "holdout"
+    assert [w["days"] for w in summary["validation"]["windows"]] == [20, 10, 10]
     assert summary["input"]["strategies"] == 300 and summary["input"]["days"] == 40
     assert summary["input"]["sha256"] == hashlib.sha256(csv_file.read_bytes()).hexdigest()
     assert summary["ulta"]["inverted"] > 0
     assert sorted(p.name for p in run_dir.glob("best_portfolio_size*.txt")) == [
         f"best_portfolio_size{n}.txt" for n in (5, 6, 7)
     ]
-    assert [s for s, _ in steps][:6] == ["load", "store", "ulta", "fetch", "correlation", "search"]
+    assert [s for s, _ in steps if ":" not in s] == [
+        "load",
+        "store",
+        "ulta",
+        "fetch",
+        "correlation",
+        "search",
+        "validation",
+        "outputs",
+        "done",
+    ]
     assert [p for _, p in steps] == sorted(p for _, p in steps) and steps[-1] == ("done", 100.0)
     assert "disabled" not in summary["skipped_algorithms"]
 
 
 def test_winner_fitness_matches_an_independent_recomputation(tmp_path: Path, csv_file: Path) -> None:
-    outcome = run_job(csv_file, config(tmp_path), out_dir=tmp_path / "out")
+    outcome = run_job(csv_file, config(tmp_path, "VALIDATION.method=none"), out_dir=tmp_path / "out")
     data = load_csv(csv_file)
     pnl, names, _ = apply_ulta(data.pnl, data.strategies)
     index = {n: j for j, n in enumerate(names)}
     members = np.array([index[n] for n in outcome.report.winner.strategies])
     expected = reference_fitness(pnl, members, Objective())
     assert outcome.report.winner.fitness == pytest.approx(expected, rel=1e-9)
+
+
+def test_validated_fitness_is_the_search_windows_with_the_training_windows_ulta(tmp_path: Path, csv_file: Path) -> None:
+    outcome = run_job(csv_file, config(tmp_path), out_dir=tmp_path / "out")
+    v = outcome.report.validation
+    assert v is not None and v.method == "holdout"
+    search_days = v.folds[-1].windows[0].days
+    data = load_csv(csv_file)
+    inverted = ulta_mask(data.pnl[: v.train_days])
+    oriented = np.where(inverted, -data.pnl, data.pnl)
+    names = [f"{n}_inv" if m else n for n, m in zip(data.strategies, inverted.tolist(), strict=True)]
+    index = {n: j for j, n in enumerate(names)}
+    for winner in (outcome.report.winner, outcome.report.in_sample_winner):
+        assert winner is not None
+        members = np.array([index[n] for n in winner.strategies])
+        expected = reference_fitness(oriented[:search_days], members, Objective())
+        assert winner.fitness == pytest.approx(expected, rel=1e-9)
 
 
 def test_same_seed_same_results(tmp_path: Path, csv_file: Path) -> None:
@@ -166,19 +196,6 @@ def test_real_slice_end_to_end(tmp_path: Path, real_slice: Path) -> None:
     assert len(outcome.report.winner.strategies) == 35
 
 
-def test_a_zero_fitness_outranks_a_negative_one() -> None:
-    from optimizer.search import pick_winner
-    from outputs.report import AlgorithmResult
-
-    pnl = np.array([[1.0, -1.0, 2.0], [-1.0, 1.0, -3.0], [0.5, 0.5, 1.0]])
-    units = np.zeros_like(pnl)
-    zero = AlgorithmResult(2, "hill_climbing", "ok", 0.0, 1, 0.1, ("a", "b"), (2, 5), members=(0, 1))
-    negative = AlgorithmResult(2, "random_search", "ok", -3.0, 1, 0.1, ("a", "c"), (2, 7), members=(0, 2))
-    cfg = load_config(environ={})
-    assert pick_winner([zero, negative], pnl, units, ("a", "b", "c"), cfg).algorithm == "hill_climbing"
-    assert pick_winner([negative, zero], pnl, units, ("a", "b", "c"), cfg).algorithm == "hill_climbing"
-
-
 def test_a_name_clash_after_ulta_is_an_input_error(tmp_path: Path) -> None:
     rows = "\n".join(f"2024-01-{d:02d},{-10 - d},{d},1,2,3,4,5" for d in range(1, 6))
     clash = tmp_path / "clash.csv"
@@ -222,7 +239,7 @@ def test_an_unexpected_error_fails_the_job_with_its_reason(
     def explode(*args: object, **kwargs: object) -> None:
         raise KeyError("lost column")
 
-    monkeypatch.setattr(pipeline, "top_pairs", explode)
+    monkeypatch.setattr(pipeline, "scan_pairs", explode)
     cfg = config(tmp_path)
     with pytest.raises(JobFailed, match="job failed: KeyError: 'lost column'"):
         run_job(csv_file, cfg, out_dir=tmp_path / "out", job_id="j-1")
@@ -252,7 +269,7 @@ def test_a_broken_database_does_not_hide_the_jobs_own_error(
         raise InputError("input error: original reason")
 
     monkeypatch.setattr(DuckDBBackend, "record_job", flaky)
-    monkeypatch.setattr(pipeline, "top_pairs", explode)
+    monkeypatch.setattr(pipeline, "scan_pairs", explode)
     with pytest.raises(InputError, match="original reason"):
         run_job(csv_file, config(tmp_path), out_dir=tmp_path / "out")
 

@@ -82,7 +82,7 @@ def noise_world(strategies: int = 600, days: int = 82, future: int = 82, seed: i
     return World(pnl, days, np.empty(0, dtype=np.int64))
 
 
-def test_only_payer(world: World, test_days: int, seed: int = 1) -> tuple[World, int]:
+def with_test_window_payer(world: World, test_days: int, seed: int = 1) -> tuple[World, int]:
     """The world with one strategy replaced by one that is noise until the last ``test_days`` given
     days and then pays hugely (in the test window and the future): a search that saw the test
     window would take it."""

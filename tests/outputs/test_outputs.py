@@ -35,6 +35,7 @@ EIGHT = (
     "equity_curves.png",
     "algorithm_comparison.png",
 )
+VALIDATION = ("validation_report.md", "validation_equity.png")
 PREDECESSOR = ("strategy_metrics.csv", "optimization_summary.txt", "error_log.txt")
 
 
@@ -51,7 +52,7 @@ def done(tmp_path_factory: pytest.TempPathFactory) -> JobOutcome:
 
 def test_every_file_is_there(done: JobOutcome) -> None:
     names = {p.name for p in done.run_dir.iterdir()}
-    assert set(EIGHT) | set(PREDECESSOR) | {f"best_portfolio_size{n}.txt" for n in (5, 6, 7)} == names
+    assert set(EIGHT) | set(VALIDATION) | set(PREDECESSOR) | {f"best_portfolio_size{n}.txt" for n in (5, 6, 7)} == names
     assert (done.run_dir / "error_log.txt").read_text().startswith("No errors")
 
 
@@ -66,11 +67,28 @@ def test_json_matches_its_schema_and_the_report(done: JobOutcome) -> None:
     )
     assert summary["ulta"]["inverted"] == len(done.report.inversions)
     assert len(summary["results"]) == len(done.report.results) == 3 * 8
+    other, v = done.report.in_sample_winner, done.report.validation
+    assert other is not None and v is not None
+    assert summary["in_sample_winner"]["strategies"] == list(other.strategies)
+    block = summary["validation"]
+    assert (block["method"], block["train_days"], block["test_days"]) == ("holdout", 30, 10)
+    assert block["deflated_sharpe_probability"] == v.deflated_sharpe_probability
+    assert block["pbo"] == v.probability_of_overfitting
+    assert block["out_of_sample"]["winner"] == v.oos_metrics
+    assert len(block["oos"]["daily"]) == len(block["oos"]["dates"]) == 10
 
 
 def test_workbook_sheets_values_and_layout(done: JobOutcome) -> None:
     book = openpyxl.load_workbook(done.run_dir / "optimization_summary.xlsx", read_only=False)
-    assert book.sheetnames == ["Summary", "Results", "Best portfolio", "Strategy metrics", "ULTA", "Zones"]
+    assert book.sheetnames == [
+        "Summary",
+        "Results",
+        "Best portfolio",
+        "Strategy metrics",
+        "ULTA",
+        "Zones",
+        "Validation",
+    ]
     for sheet in book.worksheets:
         assert sheet.freeze_panes == "A2", sheet.title
         assert sheet.auto_filter.ref, sheet.title
@@ -93,10 +111,22 @@ def test_workbook_sheets_values_and_layout(done: JobOutcome) -> None:
     summary = {row[0]: row[1] for row in book["Summary"].iter_rows(min_row=2, values_only=True)}
     assert summary["Winner fitness"] == exact(done.report.winner.fitness, rel=1e-15)
     assert summary["VaR 95% (daily loss)"] == exact(done.report.winner.metrics["var_95"], rel=1e-15)
+    validation = {row[0]: row[1:] for row in book["Validation"].iter_rows(min_row=2, values_only=True)}
+    v = done.report.validation
+    assert v is not None and v.oos_metrics is not None and v.in_sample_oos_metrics is not None
+    assert validation["Sharpe ratio, out of sample"] == exact(
+        (v.oos_metrics["sharpe_ratio"], v.in_sample_oos_metrics["sharpe_ratio"]), rel=1e-15
+    )
+    assert validation["Deflated Sharpe probability"][0] == exact(v.deflated_sharpe_probability, rel=1e-15)
+    assert validation["Verdict"][0] == v.verdict
 
 
 def test_charts_decode_at_their_size_and_are_not_blank(done: JobOutcome) -> None:
-    for name, size in (("equity_curves.png", (1200, 800)), ("algorithm_comparison.png", (1400, 1000))):
+    for name, size in (
+        ("equity_curves.png", (1200, 800)),
+        ("algorithm_comparison.png", (1400, 1000)),
+        ("validation_equity.png", (1200, 800)),
+    ):
         with Image.open(done.run_dir / name) as image:
             assert image.format == "PNG" and image.size == size
             pixels = np.asarray(image.convert("L"), dtype=float)
@@ -135,8 +165,15 @@ def test_text_reports(done: JobOutcome) -> None:
     assert all(name in report for name in w.strategies)
     assert "VaR 95% (daily loss)" in report and "CVaR 95% (daily loss)" in report
     assert report.index(MEASUREMENTS_MARKER) > report.index("BEST FITNESS BY SIZE AND ALGORITHM")
-    best = (done.run_dir / f"best_portfolio_size{w.size}.txt").read_text()
-    assert all(name in best for name in w.strategies)
+    assert "VALIDATION" in report and "Verdict:" in report
+    other = done.report.in_sample_winner  # the best of its size, as the per-size file says
+    assert other is not None
+    best = (done.run_dir / f"best_portfolio_size{other.size}.txt").read_text()
+    assert all(name in best for name in other.strategies)
+    validation = (done.run_dir / "validation_report.md").read_text()
+    first = validation.split("\n\n")[2]
+    assert first.startswith("**In sample Sharpe") and "out of sample" in first and "overfit" in first
+    assert "training window (the first 30 days" in ulta
 
 
 def _stable_json(path: Path) -> dict[str, object]:
