@@ -129,7 +129,7 @@ def validation_report(report: RunReport) -> str:
 def _chosen_how(v: ValidationReport) -> str:
     if v.selection == "in_sample":
         return "by its in-sample fitness (`VALIDATION.selection = in_sample`); validation only measures it"
-    return "by its metric on the selection window, among every candidate"
+    return "by its Sharpe ratio on the selection window, among every candidate"
 
 
 def _compare_rows(window: str, chosen: dict[str, float] | None, other: dict[str, float] | None) -> list[str]:
