@@ -140,6 +140,8 @@ def scan_pairs(
     if hedges > 0 and stats is None:
         raise ValueError("hedge pairs need the strategies' HedgeStats")
     cols = xp.ascontiguousarray(xp.asarray(units).T)
+    if stats is not None:  # on the scan's array module (the GPU's when xp is cupy)
+        stats = HedgeStats(xp.asarray(stats.mean), xp.asarray(stats.std), xp.asarray(stats.sharpe))
     correlated, hedging = _TopK(max(k, 0)), _TopK(max(hedges, 0))
     for start in range(0, n - 1, block):
         stop = min(start + block, n)

@@ -96,6 +96,7 @@ def run(
         highlight=False,
         soft_wrap=True,
     )
+    _print_validation(outcome.report)
     timings = ", ".join(f"{k} {v:.2f}s" for k, v in outcome.report.timings_s)
     out.print(f"steps: {timings}", highlight=False, soft_wrap=True)
     out.print(str(outcome.run_dir), highlight=False, soft_wrap=True)
@@ -103,6 +104,17 @@ def run(
         err.print(f"heavyopt: output failed: {line} (see error_log.txt in the run folder)", markup=False)
     if outcome.writer_errors:
         raise typer.Exit(OUTPUT_ERRORS_EXIT)
+
+
+def _print_validation(report: Any) -> None:
+    from outputs.validation import headline
+
+    checked = report.validation
+    if checked is not None and checked.ran:
+        out.print(f"validation: {headline(report)} Verdict: {checked.verdict}.", highlight=False, soft_wrap=True)
+    else:
+        why = checked.note if checked is not None and checked.note else "VALIDATION.method = none"
+        out.print(f"validation: not validated ({why}); every figure is in sample", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -508,6 +520,11 @@ def _print_job(doc: dict[str, Any]) -> None:
     if doc.get("winner"):
         w = doc["winner"]
         out.print(f"winner: size {w['size']}, {w['algorithm']}, fitness {w['fitness']:.6g}", highlight=False)
+    validated = doc.get("validation") or {}
+    if validated.get("headline"):
+        out.print(
+            f"validation: {validated['headline']} Verdict: {validated['verdict']}.", highlight=False, soft_wrap=True
+        )
     for step, seconds in (doc.get("timings_s") or {}).items():
         out.print(f"  {step}: {seconds:.2f} s", highlight=False)
 

@@ -504,7 +504,10 @@ def _validate(
         )
     if windows.note:
         log.warning("%s: %s", key, windows.note)
-    return _Optimised(days, searched[-1], picks[-1][0], picks[-1][1], report)
+    final = searched[-1]
+    if windows.validating:
+        final = dataclasses.replace(final, results=validation.scored_results(final.results, choices[-1], ppy))
+    return _Optimised(days, final, picks[-1][0], picks[-1][1], report)
 
 
 def _winner_of(searched: _Searched, candidate: Candidate, ppy: int) -> Winner:

@@ -204,6 +204,28 @@ def choose(split: Split, candidates: list[Candidate], pnl: np.ndarray, selection
     return Choice(split, candidates, series, int(order[0]), in_sample)
 
 
+def scored_results(results: Sequence[AlgorithmResult], choice: Choice, ppy: int) -> list[AlgorithmResult]:
+    """``results`` with each best portfolio's annualised Sharpe ratio on the selection and test windows."""
+    rows = {c.members: i for i, c in enumerate(choice.candidates)}
+    split, scale = choice.split, np.sqrt(ppy)
+
+    def sharpe(row: int, days: range) -> float | None:
+        if len(days) < 2:
+            return None
+        return float(sharpe_per_period(choice.series[row, days.start : days.stop])) * scale
+
+    out = []
+    for r in results:
+        row = rows.get(tuple(sorted(r.members))) if r.status == "ok" else None
+        if row is None:
+            out.append(r)
+            continue
+        out.append(
+            dataclasses.replace(r, selection_sharpe=sharpe(row, split.selection), test_sharpe=sharpe(row, split.test))
+        )
+    return out
+
+
 def _window(name: str, days: range, dates: Sequence[str]) -> Window:
     return Window(name, dates[days.start], dates[days.stop - 1], len(days))
 

@@ -58,6 +58,8 @@ class AlgorithmResult:
     timed_out: bool = False
     error: str = ""
     archive: tuple[tuple[int, ...], ...] = ()  # other distinct good portfolios the search kept (validation)
+    selection_sharpe: float | None = None  # annualised, on the selection window (when validated)
+    test_sharpe: float | None = None  # annualised, on the test window: how this result held up
 
 
 @dataclass(frozen=True)

@@ -128,15 +128,35 @@ def optimization_workbook(report: RunReport, path: Path) -> None:
     ]
     book.table("Summary", ["Item", "Value"], summary, [None, book.general], [30, 40])
     results = [
-        [r.size, r.algorithm, r.status, r.fitness if r.fitness is not None else "", r.evaluations, r.seconds, r.error]
+        [
+            r.size,
+            r.algorithm,
+            r.status,
+            _or_blank(r.fitness),
+            _or_blank(r.selection_sharpe),
+            _or_blank(r.test_sharpe),
+            r.evaluations,
+            r.seconds,
+            r.error,
+        ]
         for r in report.results
     ]
     book.table(
         "Results",
-        ["Size", "Algorithm", "Status", "Fitness", "Evaluations", "Seconds", "Error"],
+        [
+            "Size",
+            "Algorithm",
+            "Status",
+            "Fitness",
+            "Sharpe, selection",
+            "Sharpe, test",
+            "Evaluations",
+            "Seconds",
+            "Error",
+        ],
         results,
-        [None, None, None, book.general, None, book.ratio, None],
-        [8, 24, 9, 16, 12, 10, 40],
+        [None, None, None, book.general, book.ratio, book.ratio, None, book.ratio, None],
+        [8, 24, 9, 16, 12, 12, 12, 10, 40],
     )
     table = _metrics(report)
     metric_headers = ["ROI", "Max drawdown", "Win %", "Profit factor", "Expectancy", "Sharpe"]
@@ -216,6 +236,10 @@ def optimization_workbook(report: RunReport, path: Path) -> None:
         [44, 40, 40],
     )
     book.book.close()
+
+
+def _or_blank(value: float | None) -> float | str:
+    return "" if value is None else value
 
 
 def _validation_rows(report: RunReport) -> list[list[Any]]:

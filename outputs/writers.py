@@ -72,6 +72,8 @@ def execution_summary(report: RunReport) -> dict[str, Any]:
                 "spawn_key": list(r.spawn_key),
                 "strategies": list(r.strategies),
                 "trace": [list(point) for point in r.trace],
+                "selection_sharpe": r.selection_sharpe,
+                "test_sharpe": r.test_sharpe,
                 "error": r.error,
             }
             for r in report.results

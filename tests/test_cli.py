@@ -38,6 +38,7 @@ def test_run_prints_the_winner_and_the_run_folder(tmp_path: Path) -> None:
     run_dir = Path(done.stdout.strip().splitlines()[-1])
     assert run_dir.is_dir() and run_dir.parent == tmp_path / "output"
     assert "winner: size" in done.stdout
+    assert "validation: In sample Sharpe" in done.stdout and "Verdict:" in done.stdout
     summary = json.loads((run_dir / "execution_summary.json").read_text())
     assert summary["config"]["PORTFOLIO"]["max_size"] == 6
 

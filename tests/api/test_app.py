@@ -46,6 +46,8 @@ def test_status_jobs_job_health_metrics_after_a_job(env: Env, daemon) -> None:
     assert job["status"] == "completed" and job["progress"] == 100.0
     assert set(job["timings_s"]) >= {"load", "store", "ulta", "fetch", "correlation", "search"}
     assert job["winner"]["size"] in (10, 11) and job["output_folder"] == listing["items"][0]["run_folder"]
+    assert job["validation"]["method"] == "holdout" and job["in_sample_winner"]["size"] in (10, 11)
+    assert listing["items"][0]["verdict"] == job["validation"]["verdict"]
     # The API answers exactly what the result file on the share holds, plus live fields.
     on_share = json.loads((env.share.completed / f"{job_id}.json").read_text())
     assert {k: job[k] for k in on_share} == on_share

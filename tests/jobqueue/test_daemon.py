@@ -41,7 +41,13 @@ def test_a_dropped_csv_becomes_a_job_with_results_on_the_share(env: Env, daemon)
     summary = read_json(run_dir / "execution_summary.json")
     assert summary["winner"]["fitness"] == result["winner"]["fitness"]
     assert result["winner"]["size"] in (10, 11) and len(result["winner"]["strategies"]) == result["winner"]["size"]
-    assert set(result["timings_s"]) >= {"load", "store", "ulta", "fetch", "correlation", "search"}
+    assert set(result["timings_s"]) >= {"load", "store", "ulta", "fetch", "correlation", "search", "validation"}
+    # Validated: the result file says how far to believe it, and keeps the in-sample winner beside the winner.
+    checked = result["validation"]
+    assert (checked["method"], checked["train_days"], checked["test_days"]) == ("holdout", 20, 10)
+    assert checked["deflated_sharpe_probability"] == summary["validation"]["deflated_sharpe_probability"]
+    assert checked["headline"].startswith("In sample Sharpe") and checked["verdict"]
+    assert result["in_sample_winner"]["strategies"] == summary["in_sample_winner"]["strategies"]
     # The input is archived, never deleted; input/ and processing/ are empty again.
     assert (env.root / result["archived_input"]).read_bytes() == env.csv.read_bytes()
     assert list(env.share.input.iterdir()) == [] and list(env.share.processing.iterdir()) == []

@@ -129,6 +129,10 @@ def test_on_a_hedged_world_the_validated_winner_holds_up_and_the_in_sample_one_d
     assert v.probability_of_overfitting is not None and v.probability_of_overfitting < 0.2
     assert v.verdict == "evidence of skill"
     summary = json.loads((outcome.run_dir / "execution_summary.json").read_text())
+    jsonschema.validate(summary, SCHEMA)
+    assert all(r["test_sharpe"] is not None and r["selection_sharpe"] is not None for r in summary["results"])
+    best_test = max(r["test_sharpe"] for r in summary["results"])
+    assert v.folds[-1].chosen_test_metrics["sharpe_ratio"] > best_test  # no search result held up as well
     assert summary["winner"]["strategies"] == list(chosen.strategies)
     assert summary["in_sample_winner"]["strategies"] == list(in_sample.strategies)
     assert summary["validation"]["deflated_sharpe_probability"] == v.deflated_sharpe_probability
