@@ -24,8 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from algorithms.candidates import families
-from algorithms.correlation import HedgePair, average_pairwise, hedge_stats, scan_pairs, unit_columns
+from algorithms.correlation import average_pairwise, hedge_stats, scan_pairs, unit_columns
 from algorithms.problem import Problem
 from dal import Backend, ResultRow, open_backend
 from dal.fallback import Breaker, FallbackBackend
@@ -41,14 +40,15 @@ from optimizer.search import (
     compute_workers,
     enabled_algorithms,
     limit_strategies,
-    make_winner,
     objective,
     portfolio_sizes,
     search,
 )
 from optimizer.ulta import SUFFIX as ULTA_SUFFIX
 from optimizer.ulta import inversions, ulta_mask
-from optimizer.validation import Candidate, Plan, Split
+from optimizer.validation import Searched
+from optimizer.windows import FOLD_KEY, Plan, Split
+from optimizer.windows import plan as plan_windows
 from optimizer.zones import check_zones, combine, exclude_rows, zone_mode, zone_names, zone_rows, zone_weights
 from outputs import RunReport, write_run_folder
 from outputs.report import AlgorithmResult, InputSummary, PairCorrelation, ValidationReport, Winner, ZoneRun
@@ -312,33 +312,11 @@ def _on_gpu_or_host(compute: _Compute, work: Callable[[Any], Any]) -> Any:
 
 
 @dataclass(frozen=True, eq=False)
-class _Searched:
-    """One split's correlation and search, on its search window (validation.Split)."""
-
-    split: Split
-    inverted: np.ndarray  # (S,) bool: ULTA's decision on this split's training window
-    keep: np.ndarray  # indices of the searched strategies (GENERAL.strat_limit)
-    names: tuple[str, ...]  # searched strategies, ULTA names
-    pnl: np.ndarray  # (D, searched) every day, oriented by this split's ULTA
-    units: np.ndarray  # (search days, searched)
-    universe: float
-    pairs: tuple[PairCorrelation, ...]
-    hedges: list[HedgePair]
-    problem: Problem  # on the search window, NumPy
-    sizes: range
-    results: list[AlgorithmResult]
-
-    @property
-    def search_pnl(self) -> np.ndarray:
-        return self.pnl[self.split.search.start : self.split.search.stop]
-
-
-@dataclass(frozen=True, eq=False)
 class _Optimised:
     """One optimisation of one stored matrix (the whole input, or one zone), validated."""
 
     dates: np.ndarray  # (D,) trading days
-    final: _Searched  # the last split: the job's own search and results
+    final: Searched  # the last split: the job's own search and results
     winner: Winner
     in_sample_winner: Winner
     validation: ValidationReport
@@ -369,7 +347,7 @@ def _optimise(
     dates, original = dates[order], original[order]
     zones = None if zones is None else tuple(zones[i] for i in order.tolist())
     days, original_daily = sum_by_date(dates, original)
-    windows = validation.plan(len(days), config.validation)
+    windows = plan_windows(len(days), config.validation)
     ulta = config.optimization.apply_ulta_logic
     with step("store"):
         db.store_pnl(key, dates, zones, strategies, original)
@@ -395,7 +373,7 @@ def _optimise(
         def fold_progress(what: str, share: float, k: int = k) -> None:
             progress(what, (k + share) / len(windows.splits))
 
-        fold_prefix = prefix if last else (*prefix, validation.FOLD_KEY + k)
+        fold_prefix = prefix if last else (*prefix, FOLD_KEY + k)
         searched.append(
             _search_split(
                 split,
@@ -431,7 +409,7 @@ def _search_split(
     compute: _Compute,
     prefix: tuple[int, ...],
     validating: bool,
-) -> _Searched:
+) -> Searched:
     """Correlation and search on ``split``'s search window of ``oriented`` (D, S)."""
     hedges_wanted = HEDGE_PAIRS if validating else 0
     with step("correlation"):
@@ -464,56 +442,32 @@ def _search_split(
 
         results = _on_gpu_or_host(compute, run_search)
         check_any_portfolio(results)
-    return _Searched(split, inverted, keep, names, pnl, units, universe, pairs, hedges, base, chosen, results)
+    return Searched(split, inverted, keep, names, pnl, units, universe, pairs, hedges, base, chosen, results)
 
 
 def _validate(
     key: str,
     windows: Plan,
-    searched: list[_Searched],
+    searched: list[Searched],
     days: np.ndarray,
     config: Config,
     step: Callable[[str], Any],
     prefix: tuple[int, ...],
 ) -> _Optimised:
-    """Pool each split's candidates, choose, and measure the choice on the days no search saw."""
-    ppy = config.optimization.periods_per_year
-    dates = tuple(str(d) for d in days)
-    choices, folds, picks = [], [], []
+    """Choose on the days the search never saw and measure the choice (its own step when validating)."""
     with step("validation") if windows.validating else contextlib.nullcontext():
-        for k, s in enumerate(searched):
-            built = families(s.search_pnl, s.hedges, s.sizes) if windows.validating else []
-            candidates = validation.pool(s.results, built, s.problem)
-            choice = validation.choose(s.split, candidates, s.pnl, config.validation.selection)
-            pair = tuple(_winner_of(s, choice.candidates[i], ppy) for i in (choice.chosen, choice.in_sample))
-            choices.append(choice)
-            picks.append(pair)
-            if windows.validating:
-                folds.append(validation.fold(k + 1, choice, (pair[0], pair[1]), dates, int(s.inverted.sum()), ppy))
-        report = validation.report(
+        done = validation.validate(
             windows,
-            choices,
-            folds,
-            [s.keep for s in searched],
-            searched[-1].names,
-            dates,
+            searched,
+            days,
             config.validation,
-            ppy=ppy,
+            ppy=config.optimization.periods_per_year,
             seed=config.general.seed,
             prefix=prefix,
         )
     if windows.note:
         log.warning("%s: %s", key, windows.note)
-    final = searched[-1]
-    if windows.validating:
-        final = dataclasses.replace(final, results=validation.scored_results(final.results, choices[-1], ppy))
-    return _Optimised(days, final, picks[-1][0], picks[-1][1], report)
-
-
-def _winner_of(searched: _Searched, candidate: Candidate, ppy: int) -> Winner:
-    return make_winner(
-        candidate.source, candidate.fitness, candidate.members, searched.search_pnl, searched.units, searched.names, ppy
-    )
+    return _Optimised(days, done.final, done.winner, done.in_sample_winner, done.report)
 
 
 def _zone_runs(

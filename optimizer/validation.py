@@ -1,11 +1,12 @@
-"""Out-of-sample validation: the windows, the candidates, the validated choice, how much to believe it.
+"""Out-of-sample validation: the candidates, the validated choice, and how much to believe it.
 
-The rules and why are in docs/validation.md. Each split of the trading days has a search
-window (ULTA's decision covers it and the selection window; correlation and the search see only
-it), a selection window (the candidates are compared there, and the headline portfolio chosen)
-and a test window that nothing that chooses ever sees. The orchestrator runs ULTA, correlation
-and the search of each split; this module plans the windows, pools the candidates, chooses, and
-computes the statistics. Everything is deterministic given the job seed.
+The rules and why are in docs/validation.md. Each split of the trading days
+(``optimizer/windows.py``) has a search window (ULTA's decision covers it and the selection
+window; correlation and the search see only it), a selection window (the candidates are
+compared there, and the headline portfolio chosen) and a test window that nothing that chooses
+ever sees. The orchestrator runs ULTA, correlation and the search of each split; this module
+pools the candidates, chooses, and computes the statistics. Everything is deterministic given
+the job seed.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from algorithms.candidates import Built
-from algorithms.correlation import average_pairwise, unit_columns
+from algorithms.candidates import Built, families
+from algorithms.correlation import HedgePair, average_pairwise, unit_columns
 from algorithms.fitness import max_drawdown, metric_values, portfolio_report
 from algorithms.problem import Problem
 from algorithms.statistics import (
@@ -32,106 +33,37 @@ from algorithms.statistics import (
     sharpe_per_period,
 )
 from optimizer.config import Validation
-from outputs.report import AlgorithmResult, Fold, ValidationReport, Window, Winner
+from optimizer.search import make_winner
+from optimizer.windows import Plan, Split
+from outputs.report import AlgorithmResult, Fold, PairCorrelation, ValidationReport, Window, Winner
 
 CONFIDENCE = 0.95  # of the bootstrap intervals
 SKILL_PROBABILITY = 0.95  # a deflated Sharpe probability at or above this (and PBO below ½) is evidence of skill
 MAX_PBO_BLOCKS = 10  # C(10, 5) = 252 CSCV splits
 MIN_PBO_BLOCK_DAYS = 3
 BOOTSTRAP_KEY = (0, 1)  # spawn key of the bootstrap's generator: task keys start with a size ≥ 2
-FOLD_KEY = 1000  # walk-forward fold k (all but the last) searches with spawn keys prefixed by FOLD_KEY + k
 
 
-@dataclass(frozen=True)
-class Split:
-    """Day ranges of one split: indices into the job's trading days, ascending."""
+@dataclass(frozen=True, eq=False)
+class Searched:
+    """One split's correlation and search, on its search window: what validation chooses from."""
 
-    search: range
-    selection: range
-    test: range
-
-    @property
-    def train(self) -> range:
-        """Every day before the test window: what ULTA's decision uses."""
-        return range(0, self.test.start)
-
-    @property
-    def unseen(self) -> range:
-        """The days no search saw: the selection and test windows."""
-        return range(self.search.stop, self.test.stop)
-
-
-@dataclass(frozen=True)
-class Plan:
-    method: str  # holdout | walk_forward | none
-    splits: tuple[Split, ...]  # in time order; the last one is the job's own search
-    note: str = ""  # why validation was skipped or changed
+    split: Split
+    inverted: np.ndarray  # (S,) bool: ULTA's decision on this split's training window
+    keep: np.ndarray  # indices of the searched strategies (GENERAL.strat_limit)
+    names: tuple[str, ...]  # searched strategies, ULTA names
+    pnl: np.ndarray  # (D, searched) every day, oriented by this split's ULTA
+    units: np.ndarray  # (search days, searched)
+    universe: float
+    pairs: tuple[PairCorrelation, ...]
+    hedges: list[HedgePair]
+    problem: Problem  # on the search window, NumPy
+    sizes: range
+    results: list[AlgorithmResult]
 
     @property
-    def validating(self) -> bool:
-        return self.method != "none"
-
-    @property
-    def final(self) -> Split:
-        return self.splits[-1]
-
-
-def plan(days: int, settings: Validation) -> Plan:
-    """The splits of ``days`` trading days for ``settings`` (docs/validation.md, "Windows").
-
-    Every window holds at least ``min_test_days``. When the days are too few, validation is
-    skipped (one split whose search window is every day, as without validation) and the note
-    says why; walk-forward drops folds first, then falls back to a holdout.
-    """
-    everything = Plan("none", (Split(range(days), range(days, days), range(days, days)),))
-    if settings.method == "none":
-        return everything
-    note = ""
-    if settings.method == "walk_forward":
-        splits, note = _walk_forward(days, settings)
-        if splits:
-            return Plan("walk_forward", splits, note)
-    test = max(settings.min_test_days, round(settings.test_fraction * days))
-    split = _split(days - test, range(days - test, days), settings)
-    if split is None:
-        windows = 3 if settings.selection == "validated" else 2
-        return dataclasses.replace(
-            everything,
-            note=f"validation skipped: {days} trading days are too few for {windows} windows of at least "
-            f"{settings.min_test_days} days (VALIDATION.min_test_days); the job chose in sample on every day",
-        )
-    return Plan("holdout", (split,), note)
-
-
-def _split(train: int, test: range, settings: Validation) -> Split | None:
-    """Search and selection windows out of the first ``train`` days, or None if they do not fit."""
-    if settings.selection == "validated":
-        selection = max(settings.min_test_days, round(settings.selection_fraction * train))
-    else:
-        selection = 0  # the in-sample choice needs no selection window: the search sees the whole training window
-    search = train - selection
-    if search < settings.min_test_days:
-        return None
-    return Split(range(0, search), range(search, train), test)
-
-
-def _walk_forward(days: int, settings: Validation) -> tuple[tuple[Split, ...], str]:
-    """Anchored, expanding folds; as many as fit, up to ``folds`` (at least 2)."""
-    block = max(settings.min_test_days, round(settings.test_fraction * days / settings.folds))
-    for folds in range(settings.folds, 1, -1):
-        bounds = [days - (folds - k) * block for k in range(folds + 1)]
-        splits = [_split(bounds[k], range(bounds[k], bounds[k + 1]), settings) for k in range(folds)]
-        if all(s is not None for s in splits):
-            note = (
-                f"walk-forward with {folds} folds: {days} trading days allow no more than that"
-                if folds < settings.folds
-                else ""
-            )
-            return tuple(s for s in splits if s is not None), note
-    return (), (
-        f"walk-forward needs 2 folds of at least {settings.min_test_days} test days after a training window; "
-        f"{days} trading days allow none, so a single holdout was used"
-    )
+    def search_pnl(self) -> np.ndarray:
+        return self.pnl[self.split.search.start : self.split.search.stop]
 
 
 @dataclass(frozen=True)
@@ -402,3 +334,54 @@ def _sources(candidates: Sequence[Candidate]) -> dict[str, int]:
         key = c.source if c.kind == "built" else f"{c.source} ({'best of a size' if c.kind == 'best' else 'archive'})"
         counts[key] = counts.get(key, 0) + 1
     return counts
+
+
+@dataclass(frozen=True, eq=False)
+class Validated:
+    """The outcome: the last split (its results scored out of sample), both winners, the report."""
+
+    final: Searched
+    winner: Winner
+    in_sample_winner: Winner
+    report: ValidationReport
+
+
+def validate(
+    windows: Plan,
+    searched: Sequence[Searched],
+    days: np.ndarray,
+    settings: Validation,
+    *,
+    ppy: int,
+    seed: int,
+    prefix: tuple[int, ...] = (),
+) -> Validated:
+    """Pool each split's candidates, choose, and measure the choice on the days no search saw.
+
+    Without validation (``windows`` of one split of every day) the pool is the size × algorithm
+    bests and the choice their highest fitness, as before validation existed.
+    """
+    dates = tuple(str(d) for d in days)
+    choices, folds, picks = [], [], []
+    for k, s in enumerate(searched):
+        built = families(s.search_pnl, s.hedges, s.sizes) if windows.validating else []
+        choice = choose(s.split, pool(s.results, built, s.problem), s.pnl, settings.selection)
+        chosen, in_sample = (_winner_of(s, choice.candidates[i], ppy) for i in (choice.chosen, choice.in_sample))
+        choices.append(choice)
+        picks.append((chosen, in_sample))
+        if windows.validating:
+            folds.append(fold(k + 1, choice, (chosen, in_sample), dates, int(s.inverted.sum()), ppy))
+    columns = [s.keep for s in searched]
+    validated = report(
+        windows, choices, folds, columns, searched[-1].names, dates, settings, ppy=ppy, seed=seed, prefix=prefix
+    )
+    final = searched[-1]
+    if windows.validating:
+        final = dataclasses.replace(final, results=scored_results(final.results, choices[-1], ppy))
+    return Validated(final, picks[-1][0], picks[-1][1], validated)
+
+
+def _winner_of(searched: Searched, candidate: Candidate, ppy: int) -> Winner:
+    return make_winner(
+        candidate.source, candidate.fitness, candidate.members, searched.search_pnl, searched.units, searched.names, ppy
+    )

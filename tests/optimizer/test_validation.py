@@ -12,7 +12,8 @@ import pytest
 from optimizer.config import Validation, load_config
 from optimizer.pipeline import run_job
 from optimizer.ulta import ulta_mask
-from optimizer.validation import Candidate, Split, choose, plan
+from optimizer.validation import Candidate, choose
+from optimizer.windows import Split, plan
 from tests.optimizer.worlds import hedged_world, noise_world, sharpe, with_test_window_payer
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "docs" / "execution_summary.schema.json").read_text())
