@@ -136,8 +136,8 @@ class Validation:
 
     method: str = "holdout"  # holdout | walk_forward | none (today's in-sample job on every day)
     test_fraction: float = 0.25  # the latest days kept from everything that chooses, only reported
-    min_test_days: int = 10  # the fewest days of any window: search, selection, test
-    selection_fraction: float = 0.25  # the latest part of the training window, on which candidates are compared
+    min_test_days: int = 10  # the fewest days of any window: training, selection, test
+    selection_fraction: float = 0.25  # the latest part of the days before the test: candidates are compared there
     folds: int = 4  # walk-forward: anchored, expanding training windows
     selection: str = "validated"  # validated | in_sample (the highest in-sample fitness, as before)
     bootstrap_samples: int = 1000  # stationary-bootstrap resamples for the confidence intervals; 0 = none
@@ -509,6 +509,11 @@ def _cross_check(config: Config) -> Config:
         raise ConfigError(
             f"config error: GENERAL.strat_limit = {limit} keeps fewer strategies than "
             f"PORTFOLIO.min_size = {config.portfolio.min_size}; raise the limit (0 = all) or lower min_size"
+        )
+    if 0 < config.validation.bootstrap_block_days < 1:
+        raise ConfigError(
+            f"config error: VALIDATION.bootstrap_block_days = {config.validation.bootstrap_block_days:g} is below one "
+            "day; use 0 (days^(1/3)) or a mean block of at least 1 day"
         )
     if config.validation.pbo_blocks % 2:
         raise ConfigError(

@@ -369,6 +369,7 @@ def _optimise(
             )
             oriented = np.where(inverted, -original_daily, original_daily)
             names = tuple(n + ULTA_SUFFIX if i else n for n, i in zip(strategies, inverted.tolist(), strict=True))
+            _check_unique_after_ulta(path, strategies, names)
 
         def fold_progress(what: str, share: float, k: int = k) -> None:
             progress(what, (k + share) / len(windows.splits))
@@ -393,8 +394,9 @@ def _optimise(
 
 
 def _rows_before(dates: np.ndarray, days: np.ndarray, split: Split) -> int:
-    """How many of the date-sorted rows fall in ``split``'s training window."""
-    return int(np.searchsorted(dates, days[split.test.start])) if split.test.start < len(days) else len(dates)
+    """How many of the date-sorted rows fall in ``split``'s training window (the rows ULTA decides on)."""
+    end = split.train.stop
+    return int(np.searchsorted(dates, days[end])) if end < len(days) else len(dates)
 
 
 def _search_split(
@@ -410,10 +412,10 @@ def _search_split(
     prefix: tuple[int, ...],
     validating: bool,
 ) -> Searched:
-    """Correlation and search on ``split``'s search window of ``oriented`` (D, S)."""
+    """Correlation and search on ``split``'s training window of ``oriented`` (D, S)."""
     hedges_wanted = HEDGE_PAIRS if validating else 0
     with step("correlation"):
-        window = oriented[split.search.start : split.search.stop]
+        window = oriented[split.train.start : split.train.stop]
         keep = limit_strategies(window, config)
         pnl = np.ascontiguousarray(oriented[:, keep])
         search_pnl = np.ascontiguousarray(window[:, keep])
@@ -430,7 +432,7 @@ def _search_split(
             search_pnl, units, nonconstant, sizes.start, objective(config), threads=compute_threads(config)
         )
         chosen = portfolio_sizes(sizes, len(names))
-        archive = config.validation.archive_per_run if validating else 0
+        archive = config.validation.archive_per_run if validating and config.validation.selection == "validated" else 0
 
         def run_search(xp: Any) -> list[AlgorithmResult]:
             workers = 1 if xp is not np else None  # one GPU: its parallelism is inside each batch

@@ -1,12 +1,11 @@
 """Out-of-sample validation: the candidates, the validated choice, and how much to believe it.
 
 The rules and why are in docs/validation.md. Each split of the trading days
-(``optimizer/windows.py``) has a search window (ULTA's decision covers it and the selection
-window; correlation and the search see only it), a selection window (the candidates are
-compared there, and the headline portfolio chosen) and a test window that nothing that chooses
-ever sees. The orchestrator runs ULTA, correlation and the search of each split; this module
-pools the candidates, chooses, and computes the statistics. Everything is deterministic given
-the job seed.
+(``optimizer/windows.py``) has a training window (the only days ULTA's decision, correlation
+and the search see), a selection window (the candidates are compared there, and the headline
+portfolio chosen) and a test window that nothing that chooses ever sees. The orchestrator
+runs ULTA, correlation and the search of each split; this module pools the candidates,
+chooses, and computes the statistics. Everything is deterministic given the job seed.
 """
 
 from __future__ import annotations
@@ -46,29 +45,29 @@ BOOTSTRAP_KEY = (0, 1)  # spawn key of the bootstrap's generator: task keys star
 
 @dataclass(frozen=True, eq=False)
 class Searched:
-    """One split's correlation and search, on its search window: what validation chooses from."""
+    """One split's correlation and search, on its training window: what validation chooses from."""
 
     split: Split
     inverted: np.ndarray  # (S,) bool: ULTA's decision on this split's training window
     keep: np.ndarray  # indices of the searched strategies (GENERAL.strat_limit)
     names: tuple[str, ...]  # searched strategies, ULTA names
     pnl: np.ndarray  # (D, searched) every day, oriented by this split's ULTA
-    units: np.ndarray  # (search days, searched)
+    units: np.ndarray  # (training days, searched)
     universe: float
     pairs: tuple[PairCorrelation, ...]
     hedges: list[HedgePair]
-    problem: Problem  # on the search window, NumPy
+    problem: Problem  # on the training window, NumPy
     sizes: range
     results: list[AlgorithmResult]
 
     @property
     def search_pnl(self) -> np.ndarray:
-        return self.pnl[self.split.search.start : self.split.search.stop]
+        return self.pnl[self.split.train.start : self.split.train.stop]
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """A portfolio to validate: where it came from and its fitness on the search window."""
+    """A portfolio to validate: where it came from and its fitness on the training window."""
 
     source: str  # an algorithm, or a data-built family
     kind: str  # "best" (a size × algorithm result), "archive" (kept during a search) or "built"
@@ -163,7 +162,7 @@ def _window(name: str, days: range, dates: Sequence[str]) -> Window:
 
 
 def windows(split: Split, dates: Sequence[str]) -> tuple[Window, ...]:
-    named = (("search", split.search), ("selection", split.selection), ("test", split.test))
+    named = (("training", split.train), ("selection", split.selection), ("test", split.test))
     return tuple(_window(name, days, dates) for name, days in named if len(days))
 
 
@@ -190,7 +189,7 @@ def fold(
 
 
 def deflated(choice: Choice) -> dict[str, float]:
-    """The deflated Sharpe ratio of the chosen portfolio on the days no search saw.
+    """The deflated Sharpe ratio of the chosen portfolio on the days no search saw (selection and test).
 
     Trials: the candidates compared, counted as independent ones by their average
     correlation on those days; their Sharpe variance estimated robustly (docs/validation.md).
@@ -198,9 +197,10 @@ def deflated(choice: Choice) -> dict[str, float]:
     unseen = choice.series[:, choice.split.unseen.start : choice.split.unseen.stop]
     units, _ = unit_columns(np, np.ascontiguousarray(unseen.T))
     correlation = average_pairwise(units) if len(unseen) > 1 else 0.0
-    result = deflated_sharpe(
-        unseen[choice.chosen], len(unseen), robust_variance(sharpe_per_period(unseen)), correlation
-    )
+    sharpes = sharpe_per_period(unseen)
+    # More than half the candidates alike (robust spread 0): fall back to the plain variance.
+    variance = robust_variance(sharpes) or (float(np.var(sharpes, ddof=1)) if len(sharpes) > 1 else 0.0)
+    result = deflated_sharpe(unseen[choice.chosen], len(unseen), variance, correlation)
     return {**dataclasses.asdict(result), "average_correlation": correlation}
 
 
@@ -215,21 +215,22 @@ def pbo_blocks(days: int, settings: Validation) -> int:
 def overfitting(choices: Sequence[Choice], settings: Validation) -> dict[str, float] | None:
     """PBO of choosing by Sharpe ratio among each split's candidates, by CSCV on its unseen days (logits pooled)."""
     logits: list[float] = []
-    used = 0
+    used = folds = 0
     for choice in choices:
         unseen = choice.series[:, choice.split.unseen.start : choice.split.unseen.stop]
         blocks = pbo_blocks(unseen.shape[1], settings)
         if blocks < 2 or len(unseen) < 2:
             continue
-        used = blocks
+        used, folds = blocks, folds + 1
         logits += cscv_logits(np.ascontiguousarray(unseen.T), blocks, lambda r: sharpe_per_period(r.T))
     if not logits:
         return None
     result = probability_of_overfitting(logits, used)
     return {
         "pbo": result.pbo,
-        "blocks": result.blocks,
+        "blocks": result.blocks,  # of the last fold; walk-forward folds pool their splits
         "splits": result.splits,
+        "folds": folds,
         "median_logit": float(np.median(result.logits)),
     }
 
@@ -252,16 +253,17 @@ def bootstrap(
 
 
 def stability(
-    choices: Sequence[Choice], columns: Sequence[np.ndarray], names: Sequence[str]
+    choices: Sequence[Choice], keys: Sequence[np.ndarray], names: Sequence[str]
 ) -> tuple[tuple[str, float], ...]:
     """For each member of the last fold's chosen portfolio: the share of folds that chose it.
 
-    ``columns[k]`` maps fold k's searched strategies to the job's strategy columns;
-    ``names`` are the last fold's searched strategy names.
+    ``keys[k]`` identifies fold k's searched strategies across folds: the job's strategy
+    column and the side ULTA put it on (``2·column + inverted``), so a strategy held one way
+    in one fold and inverted in another is not the same choice. ``names`` are the last fold's.
     """
-    picked = [set(columns[k][list(c.candidates[c.chosen].members)].tolist()) for k, c in enumerate(choices)]
+    picked = [set(keys[k][list(c.candidates[c.chosen].members)].tolist()) for k, c in enumerate(choices)]
     last = choices[-1].candidates[choices[-1].chosen].members
-    shares = [(names[m], sum(int(columns[-1][m]) in p for p in picked) / len(picked)) for m in last]
+    shares = [(names[m], sum(int(keys[-1][m]) in p for p in picked) / len(picked)) for m in last]
     return tuple(sorted(shares, key=lambda s: (-s[1], s[0])))
 
 
@@ -284,7 +286,7 @@ def report(
     plan_: Plan,
     choices: Sequence[Choice],
     folds: Sequence[Fold],
-    columns: Sequence[np.ndarray],
+    keys: Sequence[np.ndarray],
     names: Sequence[str],
     dates: Sequence[str],
     settings: Validation,
@@ -323,7 +325,7 @@ def report(
         pbo=pbo,
         bootstrap=intervals,
         bootstrap_settings=boot_settings,
-        stability=stability(choices, columns, names) if len(choices) > 1 else (),
+        stability=stability(choices, keys, names) if len(choices) > 1 else (),
         verdict=verdict(oos_metrics["sharpe_ratio"], dsr["probability"], None if pbo is None else pbo["pbo"]),
     )
 
@@ -364,16 +366,17 @@ def validate(
     dates = tuple(str(d) for d in days)
     choices, folds, picks = [], [], []
     for k, s in enumerate(searched):
-        built = families(s.search_pnl, s.hedges, s.sizes) if windows.validating else []
+        building = windows.validating and settings.selection == "validated"
+        built = families(s.search_pnl, s.hedges, s.sizes) if building else []  # the in-sample rule: the bests
         choice = choose(s.split, pool(s.results, built, s.problem), s.pnl, settings.selection)
         chosen, in_sample = (_winner_of(s, choice.candidates[i], ppy) for i in (choice.chosen, choice.in_sample))
         choices.append(choice)
         picks.append((chosen, in_sample))
         if windows.validating:
             folds.append(fold(k + 1, choice, (chosen, in_sample), dates, int(s.inverted.sum()), ppy))
-    columns = [s.keep for s in searched]
+    keys = [2 * s.keep + s.inverted[s.keep] for s in searched]
     validated = report(
-        windows, choices, folds, columns, searched[-1].names, dates, settings, ppy=ppy, seed=seed, prefix=prefix
+        windows, choices, folds, keys, searched[-1].names, dates, settings, ppy=ppy, seed=seed, prefix=prefix
     )
     final = searched[-1]
     if windows.validating:

@@ -15,21 +15,20 @@ FOLD_KEY = 1000  # walk-forward fold k (all but the last) searches with spawn ke
 
 @dataclass(frozen=True)
 class Split:
-    """Day ranges of one split: indices into the job's trading days, ascending."""
+    """Day ranges of one split: indices into the job's trading days, ascending.
 
-    search: range
+    ``train``: what ULTA's decision, correlation and the search see. ``selection``: where the
+    candidates are compared (empty for the in-sample choice). ``test``: seen by nothing that chooses.
+    """
+
+    train: range
     selection: range
     test: range
 
     @property
-    def train(self) -> range:
-        """Every day before the test window: what ULTA's decision uses."""
-        return range(0, self.test.start)
-
-    @property
     def unseen(self) -> range:
-        """The days no search saw: the selection and test windows."""
-        return range(self.search.stop, self.test.stop)
+        """The days nothing looked at before the choice: the selection and test windows."""
+        return range(self.train.stop, self.test.stop)
 
 
 @dataclass(frozen=True)
@@ -51,7 +50,7 @@ def plan(days: int, settings: Validation) -> Plan:
     """The splits of ``days`` trading days for ``settings`` (docs/validation.md, "Windows").
 
     Every window holds at least ``min_test_days``. When the days are too few, validation is
-    skipped (one split whose search window is every day, as without validation) and the note
+    skipped (one split whose training window is every day, as without validation) and the note
     says why; walk-forward drops folds first, then falls back to a holdout.
     """
     everything = Plan("none", (Split(range(days), range(days, days), range(days, days)),))
@@ -74,27 +73,32 @@ def plan(days: int, settings: Validation) -> Plan:
     return Plan("holdout", (split,), note)
 
 
-def _split(train: int, test: range, settings: Validation) -> Split | None:
-    """Search and selection windows out of the first ``train`` days, or None if they do not fit."""
+def _split(before_test: int, test: range, settings: Validation) -> Split | None:
+    """Training and selection windows out of the first ``before_test`` days, or None if they do not fit."""
     if settings.selection == "validated":
-        selection = max(settings.min_test_days, round(settings.selection_fraction * train))
+        selection = max(settings.min_test_days, round(settings.selection_fraction * before_test))
     else:
-        selection = 0  # the in-sample choice needs no selection window: the search sees the whole training window
-    search = train - selection
-    if search < settings.min_test_days:
+        selection = 0  # the in-sample choice needs no selection window: training takes every day before the test
+    train = before_test - selection
+    if train < settings.min_test_days:
         return None
-    return Split(range(0, search), range(search, train), test)
+    return Split(range(0, train), range(train, before_test), test)
 
 
 def _walk_forward(days: int, settings: Validation) -> tuple[tuple[Split, ...], str]:
-    """Anchored, expanding folds; as many as fit, up to ``folds`` (at least 2)."""
-    block = max(settings.min_test_days, round(settings.test_fraction * days / settings.folds))
+    """Anchored, expanding folds; as many as fit, up to ``folds`` (at least 2).
+
+    The last ``test_fraction`` of the days is cut into the folds' test windows; with fewer
+    folds each window is longer, so the out-of-sample span stays the same.
+    """
     for folds in range(settings.folds, 1, -1):
+        block = max(settings.min_test_days, round(settings.test_fraction * days / folds))
         bounds = [days - (folds - k) * block for k in range(folds + 1)]
         splits = [_split(bounds[k], range(bounds[k], bounds[k + 1]), settings) for k in range(folds)]
         if all(s is not None for s in splits):
             note = (
-                f"walk-forward with {folds} folds: {days} trading days allow no more than that"
+                f"walk-forward with {folds} folds of {block} test days: {days} trading days allow no more "
+                f"(VALIDATION.folds = {settings.folds})"
                 if folds < settings.folds
                 else ""
             )

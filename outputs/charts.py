@@ -162,7 +162,7 @@ def zone_equity_curves(report: RunReport, path: Path) -> None:
     _save(figure, path)
 
 
-WINDOW_COLOURS = {"search": "#dbe9f6", "selection": "#fdf1c7", "test": "#dcefd9"}
+WINDOW_COLOURS = {"training": "#dbe9f6", "selection": "#fdf1c7", "test": "#dcefd9"}
 
 
 def validation_equity(report: RunReport, path: Path) -> None:
@@ -220,7 +220,7 @@ def validation_equity(report: RunReport, path: Path) -> None:
             first = np.datetime64(next(x for x in f.windows if x.name == "test").first_date)
             bottom.axvline(int(np.searchsorted(oos_days, first)) - 0.5, color="grey", linestyle=":", linewidth=1.0)
         bottom.set_title(
-            f"Out of sample only: {len(oos_days)} days no search saw"
+            f"Out of sample only: {len(oos_days)} days nothing that chose saw"
             + (f", {len(v.folds)} folds" if len(v.folds) > 1 else "")
         )
         bottom.set_xlabel("Out-of-sample trading day")

@@ -77,7 +77,7 @@ class Winner:
 
 @dataclass(frozen=True)
 class Window:
-    """A span of trading days: ``search`` (what the search saw), ``selection`` (where candidates
+    """A span of trading days: ``training`` (what ULTA, correlation and the search saw), ``selection`` (where candidates
     were compared) or ``test`` (seen by nothing that chose)."""
 
     name: str

@@ -199,7 +199,9 @@ def performance_report(report: RunReport) -> str:
         "",
         "WINNER" + ("" if report.validation is None or not report.validation.ran else " (chosen on validation)"),
         f"Size {w.size}, {w.algorithm}, fitness {number(w.fitness)}"
-        + ("" if report.validation is None or not report.validation.ran else " in sample; metrics on the search days"),
+        + (
+            "" if report.validation is None or not report.validation.ran else " in sample; metrics on the training days"
+        ),
         *(f"{label + ':':<30}{number(w.metrics[key])}" for key, label in METRIC_LABELS),
         "",
         f"STRATEGIES OF THE WINNER ({len(w.strategies)}, equal weights)",

@@ -78,7 +78,7 @@ def validation_report(report: RunReport) -> str:
         + (f" over {len(v.folds)} folds" if len(v.folds) > 1 else "")
         + f"; the headline portfolio was chosen {_chosen_how(v)}.",
         f"- Windows of the last fold: {_windows(last)}. ULTA, correlation and the search saw only the training "
-        "days; nothing that chose saw the test days.",
+        "days; the candidates were compared on the selection days; nothing that chose saw the test days.",
         f"- Of the in-sample Sharpe ratio {chosen.metrics['sharpe_ratio']:,.2f}, "
         f"{_believe(chosen.metrics['sharpe_ratio'], v.oos_metrics['sharpe_ratio'])}. The portfolio with the "
         f"highest in-sample fitness ({number(in_sample.fitness)}) had an in-sample Sharpe ratio of "
@@ -221,8 +221,8 @@ def training_window(report: RunReport) -> tuple[int, str] | None:
     v = report.validation
     if v is None or not v.ran or not v.folds:
         return None
-    before_test = [w for w in v.folds[-1].windows if w.name != "test"]
-    return v.train_days, before_test[-1].last_date
+    training = next(w for w in v.folds[-1].windows if w.name == "training")
+    return training.days, training.last_date
 
 
 def report_lines(report: RunReport) -> list[str]:

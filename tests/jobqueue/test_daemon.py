@@ -44,7 +44,7 @@ def test_a_dropped_csv_becomes_a_job_with_results_on_the_share(env: Env, daemon)
     assert set(result["timings_s"]) >= {"load", "store", "ulta", "fetch", "correlation", "search", "validation"}
     # Validated: the result file says how far to believe it, and keeps the in-sample winner beside the winner.
     checked = result["validation"]
-    assert (checked["method"], checked["train_days"], checked["test_days"]) == ("holdout", 20, 10)
+    assert (checked["method"], checked["train_days"], checked["test_days"]) == ("holdout", 10, 10)
     assert checked["deflated_sharpe_probability"] == summary["validation"]["deflated_sharpe_probability"]
     assert checked["headline"].startswith("In sample Sharpe") and checked["verdict"]
     assert result["in_sample_winner"]["strategies"] == summary["in_sample_winner"]["strategies"]

@@ -36,13 +36,13 @@ def test_holdout_windows_of_the_production_shape() -> None:
     p = plan(82, Validation())
     assert p.method == "holdout" and p.note == ""
     (split,) = p.splits
-    assert (split.search, split.selection, split.test) == (range(0, 46), range(46, 62), range(62, 82))
-    assert split.train == range(0, 62) and split.unseen == range(46, 82)
+    assert (split.train, split.selection, split.test) == (range(0, 46), range(46, 62), range(62, 82))
+    assert split.unseen == range(46, 82)
 
 
 def test_in_sample_selection_searches_the_whole_training_window() -> None:
     (split,) = plan(82, Validation(selection="in_sample")).splits
-    assert (split.search, split.selection, split.test) == (range(0, 62), range(62, 62), range(62, 82))
+    assert (split.train, split.selection, split.test) == (range(0, 62), range(62, 62), range(62, 82))
 
 
 def test_walk_forward_folds_are_anchored_and_expanding() -> None:
@@ -51,15 +51,15 @@ def test_walk_forward_folds_are_anchored_and_expanding() -> None:
     tests = [s.test for s in p.splits]
     assert tests == [range(42, 52), range(52, 62), range(62, 72), range(72, 82)]
     for split in p.splits:
-        assert split.search.start == 0 and split.selection.stop == split.test.start  # anchored at day 0
-        assert len(split.search) >= 10 and len(split.selection) >= 10
-    assert [len(s.train) for s in p.splits] == [42, 52, 62, 72]
+        assert split.train.start == 0 and split.selection.stop == split.test.start  # anchored at day 0
+        assert len(split.train) >= 10 and len(split.selection) >= 10
+    assert [len(s.train) for s in p.splits] == [32, 39, 46, 54]
 
 
 def test_short_inputs_are_not_validated_and_say_why() -> None:
     p = plan(5, Validation())
     assert p.method == "none" and not p.validating
-    assert p.final.search == range(0, 5) and not p.final.test
+    assert p.final.train == range(0, 5) and not p.final.test
     assert "5 trading days are too few" in p.note and "VALIDATION.min_test_days" in p.note
     assert plan(82, Validation(method="none")).note == ""
 
@@ -117,7 +117,7 @@ def test_on_a_hedged_world_the_validated_winner_holds_up_and_the_in_sample_one_d
     world = hedged_world(seed=seed)
     outcome = run_job(world.write(tmp_path / "hedged.csv"), config(tmp_path), out_dir=tmp_path / "out")
     report, v = outcome.report, outcome.report.validation
-    assert v is not None and v.method == "holdout" and (v.train_days, v.test_days) == (62, 20)
+    assert v is not None and v.method == "holdout" and (v.train_days, v.test_days) == (46, 20)
     chosen, in_sample = report.winner, report.in_sample_winner
     assert in_sample is not None and in_sample.fitness > chosen.fitness  # the search's best fits noise
     future_chosen, future_in_sample = (
@@ -169,18 +169,35 @@ def test_a_strategy_that_only_pays_in_the_test_window_is_never_chosen(tmp_path: 
 def test_ulta_flags_come_from_the_training_window(tmp_path: Path) -> None:
     world = noise_world(seed=5)
     pnl = world.pnl.copy()
-    pnl[:62, 7] = -100.0  # loses on every training day ...
-    pnl[62:, 7] = 5000.0  # ... and wins the test window: positive over the file, still inverted
+    pnl[:46, 7] = -100.0  # loses on every training day ...
+    pnl[46:, 7] = 5000.0  # ... and wins the selection and test windows: positive over the file, still inverted
     world = type(world)(pnl, world.days, world.structure)
     outcome = run_job(world.write(tmp_path / "ulta.csv"), config(tmp_path), out_dir=tmp_path / "out")
-    expected = ulta_mask(world.pnl[:62])
+    assert outcome.report.validation is not None and outcome.report.validation.train_days == 46
+    expected = ulta_mask(world.pnl[:46])
     assert expected[7] and world.pnl[: world.days, 7].sum() > 0
     inverted = {inv.name for inv in outcome.report.inversions}
     assert inverted == {n for n, m in zip(world.names, expected.tolist(), strict=True) if m}
     assert outcome.report.strategy_metrics is not None
     assert "S00007_inv" in outcome.report.strategy_metrics.names
     ulta = (outcome.run_dir / "ulta_inversion_report.md").read_text()
-    assert "training window (the first 62 days" in ulta
+    assert "training window (the first 46 days" in ulta
+
+
+def test_the_selection_window_is_not_tilted_by_ulta(tmp_path: Path) -> None:
+    """ULTA decides on the training window only: had it seen the selection days, it would flip each
+    noise strategy towards whatever it did there, and every candidate would look good on them."""
+    world = noise_world(strategies=3000, seed=9)
+    outcome = run_job(world.write(tmp_path / "tilt.csv"), config(tmp_path), out_dir=tmp_path / "out")
+    inverted = {inv.name for inv in outcome.report.inversions}
+    signs = np.array([-1.0 if name in inverted else 1.0 for name in world.names])
+    selection = world.pnl[46:62]  # the job's selection window (train 46, selection 16, test 20)
+    per_strategy = (selection * signs).sum(axis=0)
+    standard_error = per_strategy.std() / np.sqrt(per_strategy.size)
+    assert abs(per_strategy.mean()) < 3 * standard_error
+    # The same figure had ULTA decided on training and selection days together: far from zero.
+    tilted = np.where(ulta_mask(world.pnl[:62]), -1.0, 1.0)
+    assert (selection * tilted).sum(axis=0).mean() > 10 * standard_error
 
 
 def _without_measurements(summary: dict) -> dict:

@@ -71,7 +71,7 @@ def test_json_matches_its_schema_and_the_report(done: JobOutcome) -> None:
     assert other is not None and v is not None
     assert summary["in_sample_winner"]["strategies"] == list(other.strategies)
     block = summary["validation"]
-    assert (block["method"], block["train_days"], block["test_days"]) == ("holdout", 30, 10)
+    assert (block["method"], block["train_days"], block["test_days"]) == ("holdout", 20, 10)
     assert block["deflated_sharpe_probability"] == v.deflated_sharpe_probability
     assert block["pbo"] == v.probability_of_overfitting
     assert block["out_of_sample"]["winner"] == v.oos_metrics
@@ -173,7 +173,7 @@ def test_text_reports(done: JobOutcome) -> None:
     validation = (done.run_dir / "validation_report.md").read_text()
     first = validation.split("\n\n")[2]
     assert first.startswith("**In sample Sharpe") and "out of sample" in first and "overfit" in first
-    assert "training window (the first 30 days" in ulta
+    assert "training window (the first 20 days" in ulta
 
 
 def _stable_json(path: Path) -> dict[str, object]:
