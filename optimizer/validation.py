@@ -274,7 +274,7 @@ def verdict(oos_sharpe: float, dsr: float, pbo: float | None) -> str:
         return "evidence of skill"
     reasons = []
     if dsr < SKILL_PROBABILITY:
-        reasons.append(f"deflated Sharpe probability {dsr:.2f} < {SKILL_PROBABILITY:.2f}")
+        reasons.append(f"deflated Sharpe probability {dsr:.3f} < {SKILL_PROBABILITY:.2f}")
     if pbo is not None and pbo >= 0.5:
         reasons.append(f"chance the selection is overfit {pbo:.0%}")
     if oos_sharpe <= 0:
