@@ -153,25 +153,24 @@ def scan_pairs(
         flat = corr.ravel()
         if k > 0:
             found = xp.flatnonzero(flat > correlated.threshold)
-            found = _host(found[_best_of(xp, flat[found], k)]).astype(np.int64)
-            correlated.add(_host(flat[found]), start + found // width, start + found % width)
+            found = found[_best_of(xp, flat[found], k)]  # indices stay on the scan's device
+            at = _host(found).astype(np.int64)
+            correlated.add(_host(flat[found]), start + at // width, start + at % width)
         if hedges > 0 and stats is not None:
             _hedges_of_block(xp, flat, start, width, stats, hedges, hedging)
     by_corr = correlated.ordered()
     by_sharpe = hedging.ordered()
+    first, second = hedging.first[by_sharpe], hedging.second[by_sharpe]
+    # Each hedge pair's correlation, in one call (not one device round trip per pair).
+    rho = _host((cols[xp.asarray(first)] * cols[xp.asarray(second)]).sum(axis=1)) if len(first) else np.empty(0)
     return (
         [
             CorrelatedPair(int(correlated.first[o]), int(correlated.second[o]), float(correlated.values[o]))
             for o in by_corr
         ],
         [
-            HedgePair(
-                int(hedging.first[o]),
-                int(hedging.second[o]),
-                float(hedging.values[o]),
-                float(_host(cols[hedging.first[o]] @ cols[hedging.second[o]])),
-            )
-            for o in by_sharpe
+            HedgePair(int(i), int(j), float(value), float(r))
+            for i, j, value, r in zip(first, second, hedging.values[by_sharpe], rho, strict=True)
         ],
     )
 
