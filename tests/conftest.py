@@ -7,9 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-REAL_SLICE = SHARED_DATA / "real_slice_25544x5.csv"
-ZONES_SAMPLE = SHARED_DATA / "zones_enhanced_sample.csv"
+# Copies of ../shared/data (a real 5-day slice at full width, a real zone-format file): the tests carry
+# their own data, so a clone with nothing beside it passes too.
+TEST_DATA = Path(__file__).resolve().parent / "data"
+REAL_SLICE = TEST_DATA / "real_slice_25544x5.csv"
+ZONES_SAMPLE = TEST_DATA / "zones_enhanced_sample.csv"
 
 
 @pytest.fixture(autouse=True)
@@ -25,14 +27,14 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 @pytest.fixture
 def real_slice() -> Path:
     if not REAL_SLICE.exists():
-        pytest.fail(f"{REAL_SLICE} missing: CI checks out ../shared beside the repository")
+        pytest.fail(f"{REAL_SLICE} missing from the repository")
     return REAL_SLICE
 
 
 @pytest.fixture
 def zones_sample() -> Path:
     if not ZONES_SAMPLE.exists():
-        pytest.fail(f"{ZONES_SAMPLE} missing: CI checks out ../shared beside the repository")
+        pytest.fail(f"{ZONES_SAMPLE} missing from the repository")
     return ZONES_SAMPLE
 
 
