@@ -61,9 +61,7 @@ def equity_curves(report: RunReport, path: Path) -> None:
     bottom.set_ylabel("Drawdown (currency)")
     bottom.set_xlabel("Trading day")
     bottom.grid(True, alpha=0.3)
-    locator = AutoDateLocator()
-    bottom.xaxis.set_major_locator(locator)
-    bottom.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+    _date_axis(bottom)
     _save(figure, path)
 
 
@@ -153,9 +151,7 @@ def zone_equity_curves(report: RunReport, path: Path) -> None:
         axis.set_ylabel("Cumulative P&L (currency)")
         axis.grid(True, alpha=0.3)
         axis.legend(fontsize=8, loc="upper left")
-        locator = AutoDateLocator()
-        axis.xaxis.set_major_locator(locator)
-        axis.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+        _date_axis(axis)
     for axis in axes[len(runs) :]:
         axis.set_visible(False)
     figure.suptitle(f"Each zone's best portfolio and the overall winner — job {report.job_id}")
@@ -168,7 +164,7 @@ WINDOW_COLOURS = {"training": "#dbe9f6", "selection": "#fdf1c7", "test": "#dcefd
 def validation_equity(report: RunReport, path: Path) -> None:
     """In-sample vs out-of-sample equity: the chosen portfolio and the highest in-sample fitness.
 
-    Top: every day, the last fold's windows shaded (search, selection, test). Bottom: only the
+    Top: every day, the last fold's windows shaded (training, selection, test). Bottom: only the
     out-of-sample days (each walk-forward fold's test window, joined), where the two choices part.
     """
     v = report.validation
