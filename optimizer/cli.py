@@ -57,7 +57,7 @@ def run(
     sets: SetOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Optimise one CSV: load → ULTA → correlation → search every size → winner → run folder."""
+    """Optimise one CSV: load → ULTA → correlation → search every size → validation → winner → run folder."""
     from optimizer.pipeline import run_job
 
     extra = []
@@ -96,7 +96,9 @@ def run(
         highlight=False,
         soft_wrap=True,
     )
-    _print_validation(outcome.report)
+    from outputs.validation import validation_summary
+
+    _print_validation(validation_summary(outcome.report))
     timings = ", ".join(f"{k} {v:.2f}s" for k, v in outcome.report.timings_s)
     out.print(f"steps: {timings}", highlight=False, soft_wrap=True)
     out.print(str(outcome.run_dir), highlight=False, soft_wrap=True)
@@ -106,15 +108,16 @@ def run(
         raise typer.Exit(OUTPUT_ERRORS_EXIT)
 
 
-def _print_validation(report: Any) -> None:
-    from outputs.validation import headline
-
-    checked = report.validation
-    if checked is not None and checked.ran:
-        out.print(f"validation: {headline(report)} Verdict: {checked.verdict}.", highlight=False, soft_wrap=True)
+def _print_validation(summary: dict[str, Any] | None) -> None:
+    """One line from a job's validation summary: the headline and verdict, or why it was not validated."""
+    if not summary:
+        return
+    if summary.get("method", "none") != "none":
+        line = f"validation: {summary['headline']} Verdict: {summary['verdict']}."
     else:
-        why = checked.note if checked is not None and checked.note else "VALIDATION.method = none"
-        out.print(f"validation: not validated ({why}); every figure is in sample", highlight=False, soft_wrap=True)
+        why = summary.get("note") or "VALIDATION.method = none"
+        line = f"validation: not validated ({why}); every figure is in sample"
+    out.print(line, highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -520,11 +523,7 @@ def _print_job(doc: dict[str, Any]) -> None:
     if doc.get("winner"):
         w = doc["winner"]
         out.print(f"winner: size {w['size']}, {w['algorithm']}, fitness {w['fitness']:.6g}", highlight=False)
-    validated = doc.get("validation") or {}
-    if validated.get("headline"):
-        out.print(
-            f"validation: {validated['headline']} Verdict: {validated['verdict']}.", highlight=False, soft_wrap=True
-        )
+    _print_validation(doc.get("validation"))
     for step, seconds in (doc.get("timings_s") or {}).items():
         out.print(f"  {step}: {seconds:.2f} s", highlight=False)
 

@@ -64,7 +64,14 @@ def _not_run(report: RunReport, v: ValidationReport | None) -> str:
 def validation_report(report: RunReport) -> str:
     """``validation_report.md``."""
     v = report.validation
-    if v is None or not v.ran or v.oos_metrics is None or v.deflated is None:
+    if (
+        v is None
+        or not v.ran
+        or v.oos_metrics is None
+        or v.in_sample_oos_metrics is None
+        or v.oos_sharpe_probability is None
+        or v.deflated is None
+    ):
         return _not_run(report, v)
     chosen, in_sample = report.winner, report.in_sample_winner or report.winner
     last = v.folds[-1]
@@ -83,18 +90,14 @@ def validation_report(report: RunReport) -> str:
         f"{_believe(chosen.metrics['sharpe_ratio'], v.oos_metrics['sharpe_ratio'])}. The portfolio with the "
         f"highest in-sample fitness ({number(in_sample.fitness)}) had an in-sample Sharpe ratio of "
         f"{in_sample.metrics['sharpe_ratio']:,.2f} and {v.in_sample_oos_metrics['sharpe_ratio']:,.2f} out of "
-        "sample."
-        if v.in_sample_oos_metrics
-        else "",
+        "sample.",
         f"- Deflated Sharpe probability {v.deflated['probability']:.3f}: the probability that the chosen portfolio's "
         f"true Sharpe ratio is above zero, once choosing the best of {int(v.deflated['trials']):,} candidates "
         f"({v.deflated['effective_trials']:,.1f} independent) is accounted for.",
         f"- Probability of backtest overfitting {_share(v.probability_of_overfitting)}: how often the candidate "
         "that looked best on half of the unseen days was below the median on the other half.",
         f"- Out of sample alone (no deflation), the probability that the true Sharpe ratio is above zero is "
-        f"{v.oos_sharpe_probability:.3f}."
-        if v.oos_sharpe_probability is not None
-        else "",
+        f"{v.oos_sharpe_probability:.3f}.",
         "",
         "## The two portfolios",
         "",
@@ -123,7 +126,7 @@ def validation_report(report: RunReport) -> str:
         "Formulas, references and the selection rule: docs/validation.md.",
         "",
     ]
-    return "\n".join(line for line in lines if line is not None)
+    return "\n".join(lines)
 
 
 def _chosen_how(v: ValidationReport) -> str:
