@@ -42,14 +42,17 @@ class AntColony:
     def search(self, evaluator: Evaluator, rng: np.random.Generator) -> None:
         problem = evaluator.problem
         strategies = problem.n_strategies
-        alone = problem.standalone_metric()
-        rank = np.empty(strategies)
-        rank[np.argsort(alone, kind="stable")] = np.arange(1, strategies + 1)
-        desirability = (rank / strategies) ** self.beta
+        if problem.guide is not None:
+            desirability = problem.guide.weights**self.beta
+        else:
+            alone = problem.standalone_metric()
+            rank = np.empty(strategies)
+            rank[np.argsort(alone, kind="stable")] = np.arange(1, strategies + 1)
+            desirability = (rank / strategies) ** self.beta
         pheromone = np.ones(strategies)
         best, best_fitness = None, -np.inf
         while (left := evaluator.remaining) > 0:
-            weights = pheromone**self.alpha * desirability
+            weights = (pheromone if self.alpha == 1 else pheromone**self.alpha) * desirability
             tours = weighted_subsets(rng, weights, problem.size, min(self.ants, left))
             fitness = evaluator.evaluate(tours)
             order = np.argsort(-fitness, kind="stable")

@@ -10,6 +10,7 @@ import scipy.sparse
 import scipy.sparse.linalg
 from scipy.special import ndtri
 
+from algorithms.guide import Guide
 from algorithms.operators import first_occurrences, random_subsets, top_k_by_key
 from algorithms.problem import Evaluator
 
@@ -58,7 +59,8 @@ class BayesianOptimization:
         problem = evaluator.problem
         strategies, size = problem.n_strategies, problem.size
         initial = min(max(self.batch_size, int(self.initial_fraction * evaluator.budget)), evaluator.remaining)
-        seen = [random_subsets(rng, strategies, size, initial)]
+        guide = problem.guide
+        seen = [guide.subsets(rng, size, initial) if guide else random_subsets(rng, strategies, size, initial)]
         scores = [evaluator.evaluate(seen[0])]
         known = {row.tobytes() for row in seen[0]}
         weights = np.zeros(strategies)
@@ -68,7 +70,7 @@ class BayesianOptimization:
             batch = min(self.batch_size, left)
             local = round(batch * self.local_fraction) if size < strategies else 0
             incumbent = portfolios[int(np.argmax(fitness))]
-            pool = self._pool(rng, weights, size, strategies)
+            pool = self._pool(rng, weights, size, strategies, guide)
             proposals = [self._global(rng, weights, spread, pool, size, batch - local)]
             if local:
                 proposals.append(self._local(rng, weights, spread, pool, incumbent, local, strategies))
@@ -118,11 +120,15 @@ class BayesianOptimization:
         counts = np.bincount(portfolios.ravel(), minlength=strategies)
         return mean, np.sqrt(noise / (counts + self.prior_precision))
 
-    def _pool(self, rng: np.random.Generator, weights: np.ndarray, size: int, strategies: int) -> np.ndarray:
-        """Candidates: the best posterior means and as many uniformly random strategies, shape (M,)."""
+    def _pool(
+        self, rng: np.random.Generator, weights: np.ndarray, size: int, strategies: int, guide: Guide | None
+    ) -> np.ndarray:
+        """Candidates: the best posterior means and as many random strategies (from the guide, or
+        uniform), shape (M,)."""
         width = min(self.pool_factor * size, strategies)
         best = np.argpartition(-weights, width - 1)[:width]
-        return np.unique(np.concatenate([best, rng.integers(0, strategies, width)]))
+        fresh = guide.draw(rng, width, size) if guide else rng.integers(0, strategies, width)
+        return np.unique(np.concatenate([best, fresh]))
 
     def _global(
         self, rng: np.random.Generator, mean: np.ndarray, spread: np.ndarray, pool: np.ndarray, size: int, count: int

@@ -36,7 +36,9 @@ class DifferentialEvolution:
     def search(self, evaluator: Evaluator, rng: np.random.Generator) -> None:
         problem = evaluator.problem
         strategies, size = problem.n_strategies, problem.size
-        population = random_subsets(rng, strategies, size, min(self.population_size, evaluator.remaining))
+        count = min(self.population_size, evaluator.remaining)
+        guide = problem.guide
+        population = guide.subsets(rng, size, count) if guide else random_subsets(rng, strategies, size, count)
         fitness = evaluator.evaluate(population)
         count = len(population)
         if count < 4:

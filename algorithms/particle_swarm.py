@@ -49,7 +49,8 @@ class ParticleSwarm:
         problem = evaluator.problem
         strategies, size = problem.n_strategies, problem.size
         swarm = min(self.swarm_size, evaluator.remaining)
-        position = random_subsets(rng, strategies, size, swarm)
+        guide = problem.guide
+        position = guide.subsets(rng, size, swarm) if guide else random_subsets(rng, strategies, size, swarm)
         fitness = evaluator.evaluate(position)
         personal, personal_fit = position.copy(), fitness.copy()
         velocity = np.zeros((swarm, strategies), dtype=np.float32)
@@ -73,7 +74,9 @@ class ParticleSwarm:
                     position,
                     personal,
                     np.broadcast_to(best, position.shape),
-                    rng.integers(0, strategies, (swarm, fresh)),
+                    guide.draw(rng, swarm * fresh, size).reshape(swarm, fresh)
+                    if guide
+                    else rng.integers(0, strategies, (swarm, fresh)),
                 ],
                 axis=1,
             )
@@ -89,7 +92,8 @@ class ParticleSwarm:
             velocity[r, candidates[r, c]] = v[r, c]
             updated[r, candidates[r, c]] = step
             # n draws without replacement ∝ sigmoid(v): Gumbel-top-k on log-probabilities.
-            keys = -self.selectivity * np.logaddexp(0.0, -v) + rng.gumbel(size=v.shape)
+            # A Gumbel variate is −log of a standard exponential one (one logarithm instead of two).
+            keys = -self.selectivity * np.logaddexp(0.0, -v) - np.log(rng.standard_exponential(v.shape))
             keys[~unique] = -np.inf
             count = min(swarm, left)
             position = top_k_by_key(candidates, keys, size)

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from algorithms.fitness import Objective, fitness_from_sums, metric_values
+from algorithms.guide import Guide
 from algorithms.operators import apply_swap
 
 CHUNK_ROWS = 2048  # portfolios per block: fastest of 512–10,240 here (the (P, 2T) sums stay in L2/L3)
@@ -44,6 +45,7 @@ class Problem:
         its unit (centred, normalised) column, so one gather gives both the portfolio
         series and the correlation identity's sum.
     nonconstant : float64, shape (S,), on ``xp``. 1 for a non-constant strategy, else 0.
+    guide : where searches start and what they propose (see :mod:`algorithms.guide`); None: blind.
     """
 
     rows: Any
@@ -52,6 +54,7 @@ class Problem:
     objective: Objective
     xp: Any = np
     threads: int = 1
+    guide: Guide | None = None
 
     @classmethod
     def from_pnl(
@@ -65,11 +68,40 @@ class Problem:
         """The same problem with its arrays on ``xp`` (``cupy`` moves them to the GPU)."""
         if xp is self.xp:
             return self
-        return Problem(xp.asarray(self.rows), xp.asarray(self.nonconstant), self.size, self.objective, xp, self.threads)
+        return Problem(
+            xp.asarray(self.rows), xp.asarray(self.nonconstant), self.size, self.objective, xp, self.threads, self.guide
+        )
 
     def with_size(self, size: int) -> Problem:
         """The same data for another portfolio size (arrays shared, not copied)."""
-        return Problem(self.rows, self.nonconstant, size, self.objective, self.xp, self.threads)
+        return Problem(self.rows, self.nonconstant, size, self.objective, self.xp, self.threads, self.guide)
+
+    def guided(self, on: bool = True) -> Problem:
+        """The same problem with a :class:`Guide` ranking strategies by their own metric (``on``), or blind."""
+        guide = Guide.from_scores(self.standalone_metric()) if on else None
+        return Problem(self.rows, self.nonconstant, self.size, self.objective, self.xp, self.threads, guide)
+
+    def redundancy(self, members: np.ndarray) -> np.ndarray:
+        """Each member's highest correlation with another member (a near-copy scores ≈ 1).
+        Host, float64, shape (n,)."""
+        xp = self.xp
+        units = self.rows[xp.asarray(members), self.n_days :]
+        corr = units @ units.T
+        xp.fill_diagonal(corr, -1.0)
+        top = corr.max(axis=1)
+        return np.asarray(top.get() if hasattr(top, "get") else top, dtype=np.float64)
+
+    def offsetting(self, members: np.ndarray) -> np.ndarray:
+        """Every strategy's worth as a hedge for ``members``: its P&L summed over the days the
+        portfolio loses (its below-median days when it never loses). Host, float64, shape (S,)."""
+        xp = self.xp
+        pnl = self.rows[:, : self.n_days]
+        series = pnl[xp.asarray(members)].sum(axis=0)
+        bad = series < 0
+        if not bool(bad.any()):
+            bad = series < xp.median(series)
+        scores = pnl @ bad.astype(pnl.dtype)
+        return np.asarray(scores.get() if hasattr(scores, "get") else scores, dtype=np.float64)
 
     @property
     def n_strategies(self) -> int:

@@ -8,6 +8,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from algorithms.guide import START_LADDER, swaps
 from algorithms.operators import apply_swap, random_subsets, random_swaps
 from algorithms.problem import Evaluator
 
@@ -41,14 +42,21 @@ class SimulatedAnnealing:
     def search(self, evaluator: Evaluator, rng: np.random.Generator) -> None:
         problem = evaluator.problem
         budget = evaluator.budget
-        current = random_subsets(rng, problem.n_strategies, problem.size, 1)[0]
-        fitness = float(evaluator.evaluate(current[None, :])[0])
+        guide = problem.guide
+        if guide is not None and evaluator.remaining > START_LADDER:
+            current = guide.start(rng, evaluator.evaluate, problem.size)
+            fitness = float(problem.evaluate(current[None, :])[0])  # scored in the ladder: not charged again
+        else:
+            current = random_subsets(rng, problem.n_strategies, problem.size, 1)[0]
+            fitness = float(evaluator.evaluate(current[None, :])[0])
         if problem.size == problem.n_strategies:
             return
         probe = min(self.calibration, evaluator.remaining)
         if probe == 0:
             return
-        out_pos, incoming = random_swaps(rng, current, problem.n_strategies, probe)
+        out_pos, incoming = (
+            swaps(rng, current, guide, probe) if guide else random_swaps(rng, current, problem.n_strategies, probe)
+        )
         deltas = evaluator.evaluate_swaps(current, out_pos, incoming) - fitness
         worse = -deltas[deltas < 0]
         start = float(worse.mean()) / -math.log(self.initial_acceptance) if worse.size else 1.0
@@ -57,7 +65,9 @@ class SimulatedAnnealing:
         while (left := evaluator.remaining) > 0:
             batch = int(min(self.max_batch, left, max(1, round(1.0 / max(acceptance, 1e-3)))))
             temperature = start * self.final_ratio ** (evaluator.used / budget)
-            out_pos, incoming = random_swaps(rng, current, problem.n_strategies, batch)
+            out_pos, incoming = (
+                swaps(rng, current, guide, batch) if guide else random_swaps(rng, current, problem.n_strategies, batch)
+            )
             scores = evaluator.evaluate_swaps(current, out_pos, incoming)
             delta = scores - fitness
             accept = (delta >= 0) | (rng.random(batch) < np.exp(np.minimum(delta, 0.0) / temperature))

@@ -109,6 +109,7 @@ class Optimization:
     evaluation_budget: int = 10_000
     algorithm_timeout_s: float = 600.0  # per algorithm and size; 0 = no limit
     periods_per_year: int = 252
+    guided: bool = True  # starts and proposals drawn from what the data says (algorithms.guide); false: blind
 
 
 @dataclass(frozen=True)

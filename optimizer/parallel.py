@@ -19,9 +19,11 @@ from multiprocessing.shared_memory import SharedMemory
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from algorithms import FailedRun, RunResult, run_algorithm
 from algorithms.fitness import Objective
+from algorithms.guide import Guide
 from algorithms.problem import Problem
 
 Outcome = RunResult | FailedRun
@@ -48,20 +50,29 @@ class Task:
 
 _worker_problem: Problem | None = None
 _worker_memory: list[SharedMemory] = []
+_worker_limits: list[Any] = []
+
+# The search's parallelism is its processes and the evaluator's own threads, never BLAS: an
+# OpenBLAS pool left at one thread per core spins between the few BLAS calls of a search and
+# takes the other core from the other worker (measured: 2 workers ran no faster than 1).
+SEARCH_BLAS_THREADS = 1
 
 
-def _attach(names: tuple[str, str], rows_shape: tuple[int, int], objective: Objective, size: int, threads: int) -> None:
+def _attach(
+    names: tuple[str, str], rows_shape: tuple[int, int], objective: Objective, size: int, threads: int, guide: Guide | None
+) -> None:
     """Worker initialiser: map the shared arrays and build the worker's problem.
 
     Spawned workers share the parent's resource tracker, so the parent's registration
     stands: the blocks are unlinked by the parent, or by the tracker if the parent dies.
     """
     global _worker_problem
+    _worker_limits.append(threadpool_limits(limits=SEARCH_BLAS_THREADS, user_api="blas"))
     rows_memory, flags_memory = SharedMemory(name=names[0]), SharedMemory(name=names[1])
     _worker_memory.extend([rows_memory, flags_memory])
     rows = np.ndarray(rows_shape, dtype=np.float64, buffer=rows_memory.buf)
     flags = np.ndarray((rows_shape[0],), dtype=np.float64, buffer=flags_memory.buf)
-    _worker_problem = Problem(rows, flags, size, objective, np, threads=threads)
+    _worker_problem = Problem(rows, flags, size, objective, np, threads=threads, guide=guide)
 
 
 def _run_in_worker(task: Task) -> Outcome:
@@ -95,15 +106,23 @@ def run_tasks(
     notify = on_done or (lambda task, outcome: None)
     if workers <= 1 or len(tasks) <= 1:
         outcomes = []
-        for task in tasks:
-            outcomes.append(task.run(problem))
-            notify(task, outcomes[-1])
+        with threadpool_limits(limits=SEARCH_BLAS_THREADS, user_api="blas"):
+            for task in tasks:
+                outcomes.append(task.run(problem))
+                notify(task, outcomes[-1])
         return outcomes
     rows = np.ascontiguousarray(problem.rows, dtype=np.float64)
     flags = np.ascontiguousarray(problem.nonconstant, dtype=np.float64)
     results: dict[int, Outcome] = {}
     with _shared(rows) as rows_memory, _shared(flags) as flags_memory:
-        initargs = ((rows_memory.name, flags_memory.name), rows.shape, problem.objective, problem.size, problem.threads)
+        initargs = (
+            (rows_memory.name, flags_memory.name),
+            rows.shape,
+            problem.objective,
+            problem.size,
+            problem.threads,
+            problem.guide,
+        )
         breaks = 0
         while len(results) < len(tasks):
             pending = [i for i in range(len(tasks)) if i not in results]

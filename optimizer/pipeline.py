@@ -430,7 +430,7 @@ def _search_split(
     with step("search"):
         base = Problem.from_pnl(
             search_pnl, units, nonconstant, sizes.start, objective(config), threads=compute_threads(config)
-        )
+        ).guided(config.optimization.guided)
         chosen = portfolio_sizes(sizes, len(names))
         archive = config.validation.archive_per_run if validating and config.validation.selection == "validated" else 0
 

@@ -1,0 +1,164 @@
+"""What the data says about each strategy: where the searches start and what they propose.
+
+A blind search starts from uniformly random portfolios and draws incoming strategies
+uniformly. On a universe where most strategies lose it never sees a good portfolio: every
+random one scores about the same until a handful of good members are in at once (a plateau).
+A :class:`Guide` biases starts and proposals towards what the data favours, while keeping
+half of every draw uniform, so the whole universe stays in reach and populations stay diverse:
+
+- **standalone rank**: each strategy's own value of the objective's metric, as a one-member
+  portfolio (O(S·T), once per job). A guided draw picks the strategy of rank
+  ``⌊scale·E⌋`` (0 = best, E a standard exponential variate), i.e. rank r with weight
+  ``exp(−r/scale)``, and each draw (each guided portfolio) has its own ``scale``, log-uniform
+  between n/2 and S/10: a ladder from portfolios made almost only of the best-ranked
+  strategies (which leave a plateau where no single swap helps) to portfolios spread over
+  the best tenth of the universe (diversity: not the top-k of one statistic).
+- **offsetting strategies** (``Problem.offsetting``): for a portfolio, the strategies that earn
+  most on the days it loses (one (S, T) × (T,) product): the correlation structure that
+  single-swap searches use to find hedges.
+
+The guide draws on the host from the algorithm's own generator, so a guided search is as
+reproducible as a blind one. ``OPTIMIZATION.guided = false`` removes it (blind searches, as
+before); random search never uses it: it is the blind baseline every algorithm must beat.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from algorithms.operators import distinct_draws, random_subsets
+
+GUIDED_SHARE = 0.5  # of starts and proposals drawn from the guide; the rest uniform
+TOP_SHARE = 1 / 10  # the widest guided draw reaches about this share of the universe
+DESIRABILITY_SHARE = 1 / 50  # rank scale of the per-strategy weights (ant colony's heuristic)
+MIN_SCALE = 20.0
+START_LADDER = 8  # guided portfolios a single-trajectory search scores before it starts
+
+
+@dataclass(frozen=True, eq=False)
+class Guide:
+    """Strategies ranked best first by what the data says (host, shape (S,)), and the share of
+    draws that use the ranking."""
+
+    order: np.ndarray
+    share: float = GUIDED_SHARE
+
+    @classmethod
+    def from_scores(cls, scores: np.ndarray, share: float = GUIDED_SHARE) -> Guide:
+        """A guide ranking strategies by ``scores`` (higher is better; ties: lower index first)."""
+        return cls(np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable"), share)
+
+    @property
+    def n_strategies(self) -> int:
+        return len(self.order)
+
+    @property
+    def weights(self) -> np.ndarray:
+        """A fixed desirability per strategy, ``exp(−rank/scale)``, scale ``max(S/50, 20)``; shape (S,)."""
+        rank = np.empty(self.n_strategies)
+        rank[self.order] = np.arange(self.n_strategies)
+        return np.exp(-rank / max(self.n_strategies * DESIRABILITY_SHARE, MIN_SCALE))
+
+    def _scales(self, rng: np.random.Generator, count: int, size: int) -> np.ndarray:
+        low = max(size / 2, 1.0)
+        high = max(self.n_strategies * TOP_SHARE, low)
+        return np.exp(rng.uniform(np.log(low), np.log(high), count))
+
+    def _ranked(self, rng: np.random.Generator, scales: np.ndarray) -> np.ndarray:
+        """Strategies at ranks ⌊scale·E⌋ (a rank past the end: a uniform one), shape of ``scales``."""
+        ranks = np.floor(scales * rng.standard_exponential(scales.shape)).astype(np.int64)
+        beyond = ranks >= self.n_strategies
+        ranks[beyond] = rng.integers(0, self.n_strategies, size=int(beyond.sum()))
+        return self.order[ranks]
+
+    def draw(self, rng: np.random.Generator, count: int, size: int) -> np.ndarray:
+        """``count`` strategies with replacement, for portfolios of ``size``: each from the ranking
+        with probability ``share``, else uniformly. int64, shape (count,)."""
+        out = rng.integers(0, self.n_strategies, size=count)
+        guided = np.flatnonzero(rng.random(count) < self.share)
+        if guided.size:
+            out[guided] = self._ranked(rng, self._scales(rng, guided.size, size))
+        return out
+
+    def start(self, rng: np.random.Generator, evaluate: Callable[[np.ndarray], np.ndarray], size: int) -> np.ndarray:
+        """A single-trajectory search's start: the fittest of ``START_LADDER`` guided portfolios,
+        one per rung of the scale ladder (``evaluate`` scores them: that many evaluations)."""
+        low = max(size / 2, 1.0)
+        high = max(self.n_strategies * TOP_SHARE, low)
+        scales = np.exp(np.linspace(np.log(low), np.log(high), START_LADDER))
+        if size >= self.n_strategies:  # one portfolio exists
+            everything = np.arange(size)
+            evaluate(everything[None, :])
+            return everything
+        ladder = distinct_draws(
+            lambda rows, draws: self._ranked(rng, np.repeat(scales[rows, None], draws, axis=1)), size, START_LADDER
+        )
+        return ladder[int(np.argmax(evaluate(ladder)))]
+
+    def subsets(self, rng: np.random.Generator, size: int, count: int) -> np.ndarray:
+        """``count`` portfolios: each, with probability ``share``, drawn without replacement from the
+        ranking at its own scale, else uniformly. int64, shape (count, size), each row sorted."""
+        out = random_subsets(rng, self.n_strategies, size, count)
+        guided = np.flatnonzero(rng.random(count) < self.share)
+        if guided.size and size < self.n_strategies:
+            scales = self._scales(rng, guided.size, size)
+            out[guided] = distinct_draws(
+                lambda rows, draws: self._ranked(rng, np.repeat(scales[rows, None], draws, axis=1)),
+                size,
+                guided.size,
+            )
+        return out
+
+
+REDUNDANCY_SHARPNESS = 5.0  # a near-copy (correlation 0.95) leaves ~20× as often as a member at 0.35
+
+
+def swaps(
+    rng: np.random.Generator,
+    members: np.ndarray,
+    guide: Guide,
+    count: int,
+    preferred: np.ndarray | None = None,
+    redundancy: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` single-swap moves of ``members`` whose incoming strategies come from ``guide``
+    (or, where given, half of them from the ``preferred`` weights, e.g. offsetting strategies).
+    Where ``redundancy`` (each member's highest correlation with another) is given, half of the
+    leaving members are drawn ∝ ``exp(5·redundancy)``: near-copies leave first.
+
+    Returns
+    -------
+    out_pos : int64, shape (count,). Position in ``members`` of the strategy leaving.
+    incoming : int64, shape (count,). A strategy not in ``members``.
+    """
+    strategies = guide.n_strategies
+    if len(members) >= strategies:
+        raise ValueError("no strategy outside the portfolio to swap in")
+    inside = np.zeros(strategies, dtype=bool)
+    inside[members] = True
+    size = len(members)
+    incoming = guide.draw(rng, count, size)
+    if preferred is not None:
+        half = np.flatnonzero(rng.random(count) < 0.5)
+        cdf = np.cumsum(preferred)
+        if half.size and cdf[-1] > 0:
+            picks = np.searchsorted(cdf, rng.random(half.size) * cdf[-1], side="right")
+            incoming[half] = np.minimum(picks, strategies - 1)
+    clash = np.flatnonzero(inside[incoming])
+    tries = 0
+    while clash.size:
+        # Guided draws land on members often (the portfolio holds the favoured strategies): draw
+        # again from the guide a few times, then uniformly, which always ends.
+        tries += 1
+        redraw = guide.draw(rng, clash.size, size) if tries <= 3 else rng.integers(0, strategies, size=clash.size)
+        incoming[clash] = redraw
+        clash = clash[inside[incoming[clash]]]
+    out_pos = rng.integers(0, len(members), size=count)
+    if redundancy is not None:
+        weights = np.exp(REDUNDANCY_SHARPNESS * (redundancy - redundancy.max()))
+        half = np.flatnonzero(rng.random(count) < 0.5)
+        out_pos[half] = rng.choice(len(members), size=half.size, p=weights / weights.sum())
+    return out_pos, incoming
