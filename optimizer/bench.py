@@ -289,6 +289,14 @@ def _gpu_rows(
     return rows
 
 
+def _algorithm_seconds(results: Any) -> dict[str, float]:
+    """Seconds each algorithm ran, summed over sizes (where the search step's time goes)."""
+    out: dict[str, float] = {}
+    for r in results:
+        out[r.algorithm] = out.get(r.algorithm, 0.0) + r.seconds
+    return dict(sorted(out.items(), key=lambda item: -item[1]))
+
+
 def sweep(strategies: int, days: int, seed: int, work_dir: Path | None = None) -> list[Row]:
     """The whole job (sizes 35..100, every algorithm, default settings) on NumPy, then on CuPy if a GPU works.
 
@@ -340,6 +348,9 @@ def sweep(strategies: int, days: int, seed: int, work_dir: Path | None = None) -
                     numpy_steps.get("whole job"),
                 )
             )
+            rows.append(Row(f"sweep 35..100 {label}: outputs and the rest", wall - sum(steps.values())))
+            for name, seconds in _algorithm_seconds(outcome.report.results).items():
+                rows.append(Row(f"sweep 35..100 {label}: search time in {name} (all sizes, all workers)", seconds))
             if module == "numpy":
                 numpy_steps = {**steps, "whole job": wall}
     return rows

@@ -191,19 +191,27 @@ def bench(
         speed = f"{r.speedup:.1f}×" if r.speedup is not None else ""
         table.add_row(r.step, f"{r.seconds:.3f}", rate, base, speed)
     wide.print(table)
-    scores = []
+    scores: list[Any] = []
+    blind: list[Any] = []
     if seeds:
         objective = dataclasses.replace(problem.objective, metric=metric)
-        scores = quality(dataclasses.replace(problem, objective=objective), seeds, budget)
+        measured = dataclasses.replace(problem, objective=objective)
+        # Before/after in one run: guided (the default) and blind (OPTIMIZATION.guided = false).
+        scores = quality(measured.guided(True), seeds, budget)
+        blind = quality(measured.guided(False), seeds, budget)
         table = Table(
             title=f"quality: best fitness ({metric} − 10·avgcorr), n = {problem.size}, "
-            f"{budget:,} evaluations, {seeds} seeds, ULTA on"
+            f"{budget:,} evaluations, {seeds} seeds, ULTA on; guided (default) and blind (OPTIMIZATION.guided=false)"
         )
-        for col in ("algorithm", "mean", "std", "min", "median", "max", "seconds/run"):
+        for col in ("algorithm", "mean", "std", "min", "median", "max", "s/run", "blind mean", "blind s/run"):
             table.add_column(col, justify="left" if col == "algorithm" else "right")
-        for q in scores:
+        for q, b in zip(scores, blind, strict=True):
             table.add_row(
-                q.algorithm, *(f"{v:,.4g}" for v in (q.mean, q.std, q.minimum, q.median, q.maximum)), f"{q.seconds:.3f}"
+                q.algorithm,
+                *(f"{v:,.4g}" for v in (q.mean, q.std, q.minimum, q.median, q.maximum)),
+                f"{q.seconds:.3f}",
+                f"{b.mean:,.4g}",
+                f"{b.seconds:.3f}",
             )
         wide.print(table)
     if json_file:
@@ -221,6 +229,7 @@ def bench(
                 "budget": budget,
                 "seeds": seeds,
                 "algorithms": [dataclasses.asdict(q) for q in scores],
+                "blind": [dataclasses.asdict(q) for q in blind],
             },
         }
         json_file.write_text(json.dumps(payload, indent=2) + "\n")

@@ -53,9 +53,7 @@ def plateau(strategies: int = 3000, days: int = 60, size: int = 20, seed: int = 
     return Landscape("plateau", problem, planted, float(problem.evaluate(planted[None, :])[0]))
 
 
-def families(
-    strategies: int = 3000, days: int = 60, families: int = 12, copies: int = 40, seed: int = 0
-) -> Landscape:
+def families(strategies: int = 3000, days: int = 60, families: int = 12, copies: int = 40, seed: int = 0) -> Landscape:
     """See the module docstring. The planted portfolio is the best one-copy-per-family choice
     found by coordinate ascent over the families (each family's best copy given the others,
     until none changes)."""

@@ -59,7 +59,12 @@ SEARCH_BLAS_THREADS = 1
 
 
 def _attach(
-    names: tuple[str, str], rows_shape: tuple[int, int], objective: Objective, size: int, threads: int, guide: Guide | None
+    names: tuple[str, str],
+    rows_shape: tuple[int, int],
+    objective: Objective,
+    size: int,
+    threads: int,
+    guide: Guide | None,
 ) -> None:
     """Worker initialiser: map the shared arrays and build the worker's problem.
 
