@@ -65,6 +65,8 @@ class ParticleSwarm:
             return found
 
         fresh = max(round(self.explore * size), 1)
+        # w^k for every k a velocity can have waited (a table lookup instead of a power per candidate).
+        decay = self.inertia ** np.arange(evaluator.budget // swarm + 2, dtype=np.float64)
         step = 0
         while (left := evaluator.remaining) > 0:
             step += 1
@@ -81,8 +83,7 @@ class ParticleSwarm:
                 axis=1,
             )
             unique = first_occurrences(candidates)
-            decay = self.inertia ** (step - updated[rows, candidates]).astype(np.float64)
-            v = velocity[rows, candidates] * decay
+            v = velocity[rows, candidates] * decay[step - updated[rows, candidates]]
             x = members(position, candidates)
             p = members(personal, candidates)
             g = members(np.broadcast_to(best, position.shape), candidates)
