@@ -11,7 +11,7 @@ import scipy.sparse.linalg
 from scipy.special import ndtri
 
 from algorithms.guide import Guide
-from algorithms.operators import first_occurrences, random_subsets, top_k_by_key
+from algorithms.operators import random_subsets, top_k_by_key
 from algorithms.problem import Evaluator
 
 REPLACEMENT_TRIES = 20  # random draws per duplicate proposal before giving up on finding an unseen one
@@ -106,7 +106,8 @@ class BayesianOptimization:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Posterior mean (ridge by CG) and diagonal posterior standard deviation, shape (S,) each."""
         count, size = portfolios.shape
-        ranks = np.argsort(np.argsort(fitness, kind="stable"), kind="stable")
+        ranks = np.empty(count)
+        ranks[np.argsort(fitness, kind="stable")] = np.arange(count)
         target = ndtri((ranks + 0.5) / count)
         design = scipy.sparse.csr_matrix(
             (np.ones(count * size), portfolios.ravel(), np.arange(0, count * size + 1, size)), shape=(count, strategies)
@@ -152,20 +153,23 @@ class BayesianOptimization:
         outside = pool[~np.isin(pool, incumbent)]
         if outside.size == 0:
             outside = np.setdiff1d(np.arange(strategies), incumbent)
-        swaps = rng.integers(1, min(self.max_swaps, outside.size, size) + 1, size=count)
+        most = min(self.max_swaps, outside.size, size)
+        swaps = rng.integers(1, most + 1, size=count)
         keep = mean[incumbent] + spread[incumbent] * rng.standard_normal((count, size))
         enter = mean[outside] + spread[outside] * rng.standard_normal((count, outside.size))
-        leaving_rank = np.argsort(np.argsort(keep, axis=1), axis=1)  # 0 = lowest draw
-        entering_rank = np.argsort(np.argsort(-enter, axis=1), axis=1)  # 0 = highest draw
+        # Row i's `swaps[i]` lowest keep draws leave and its `swaps[i]` highest enter draws come in:
+        # thresholds from a partial sort of the `most` extremes (the draws are continuous: no ties).
+        lowest = np.sort(np.partition(keep, most - 1, axis=1)[:, :most], axis=1)
+        highest = -np.sort(np.partition(-enter, most - 1, axis=1)[:, :most], axis=1)
+        picked = np.arange(count), swaps - 1
         members = np.broadcast_to(incumbent, (count, size))
+        # incumbent and outside are disjoint and each distinct: every candidate is distinct.
         candidates = np.concatenate([members, np.broadcast_to(outside, (count, outside.size))], axis=1)
         keys = np.concatenate(
             [
-                np.where(leaving_rank < swaps[:, None], -1.0, 1.0),
-                np.where(entering_rank < swaps[:, None], 0.5, -np.inf),
+                np.where(keep <= lowest[picked][:, None], -1.0, 1.0),
+                np.where(enter >= highest[picked][:, None], 0.5, -np.inf),
             ],
             axis=1,
         )
-        keys[~first_occurrences(candidates)] = -np.inf
-        out = top_k_by_key(candidates, keys, size)
-        return out
+        return top_k_by_key(candidates, keys, size)

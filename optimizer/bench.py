@@ -348,9 +348,9 @@ def sweep(strategies: int, days: int, seed: int, work_dir: Path | None = None) -
                     numpy_steps.get("whole job"),
                 )
             )
-            rows.append(Row(f"sweep 35..100 {label}: outputs and the rest", wall - sum(steps.values())))
+            rows.append(Row(f"sweep {module}: outputs, process start", wall - sum(steps.values())))
             for name, seconds in _algorithm_seconds(outcome.report.results).items():
-                rows.append(Row(f"sweep 35..100 {label}: search time in {name} (all sizes, all workers)", seconds))
+                rows.append(Row(f"sweep {module}: {name}, all sizes", seconds))
             if module == "numpy":
                 numpy_steps = {**steps, "whole job": wall}
     return rows
