@@ -42,7 +42,7 @@ class BayesianOptimization:
     local_fraction: float = 0.5
     max_swaps: int = 3
     pool_factor: int = 4
-    cg_iterations: int = 4
+    cg_iterations: int = 10
     name: ClassVar[str] = "bayesian_optimization"
     section: ClassVar[str] = "BAYESIAN_OPTIMIZATION"
     bounds: ClassVar[dict[str, tuple[float, float | None]]] = {

@@ -8,7 +8,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from algorithms.guide import START_LADDER, Guide, swaps
+from algorithms.guide import START_LADDER, swaps
 from algorithms.operators import apply_swap, random_subsets, random_swaps
 from algorithms.problem import Evaluator
 
@@ -25,7 +25,7 @@ class SimulatedAnnealing:
     sequential annealing; the proposals after it in the batch are discarded (still charged),
     so the batch grows as acceptances become rare. A batch holds at least ``min_batch``
     proposals: one call per proposal cost more than the proposals it wasted (measured: the
-    same quality in 56 % of the time, issue #14).
+    same quality in 55 % of the time, issue #14).
     """
 
     initial_acceptance: float = 0.8
@@ -66,11 +66,12 @@ class SimulatedAnnealing:
         start = float(worse.mean()) / -math.log(self.initial_acceptance) if worse.size else 1.0
         start = start if start > 0 else 1.0
         acceptance = 1.0  # running share of proposals accepted
-        proposals = _Proposals(rng, problem.n_strategies, guide, current)
         while (left := evaluator.remaining) > 0:
             batch = int(min(self.max_batch, left, max(self.min_batch, round(1.0 / max(acceptance, 1e-3)))))
             temperature = start * self.final_ratio ** (evaluator.used / budget)
-            out_pos, incoming = proposals.take(batch)
+            out_pos, incoming = (
+                swaps(rng, current, guide, batch) if guide else random_swaps(rng, current, problem.n_strategies, batch)
+            )
             scores = evaluator.evaluate_swaps(current, out_pos, incoming)
             delta = scores - fitness
             accept = (delta >= 0) | (rng.random(batch) < np.exp(np.minimum(delta, 0.0) / temperature))
@@ -79,46 +80,5 @@ class SimulatedAnnealing:
             acceptance = 0.9 * acceptance + 0.1 * (1.0 if taken.size else 0.0) / considered
             if taken.size:
                 k = int(taken[0])
-                proposals.moved(int(current[out_pos[k]]), int(incoming[k]))
                 current = apply_swap(current, int(out_pos[k]), int(incoming[k]))
                 fitness = float(scores[k])
-
-
-class _Proposals:
-    """Single-swap proposals drawn ``CHUNK`` at a time (from the guide, or uniformly) and handed
-    out a few at a time: a chain takes one to a few per step, and drawing them one step at a
-    time cost more than scoring them. A proposal whose incoming strategy has entered the
-    portfolio since it was drawn is dropped; the others stay valid (positions, not members)."""
-
-    CHUNK = 512
-
-    def __init__(self, rng: np.random.Generator, strategies: int, guide: Guide | None, members: np.ndarray) -> None:
-        self.rng, self.strategies, self.guide, self.members = rng, strategies, guide, members.copy()
-        self.inside = np.zeros(strategies, dtype=bool)
-        self.inside[members] = True
-        self.out_pos = np.empty(0, dtype=np.int64)
-        self.incoming = np.empty(0, dtype=np.int64)
-
-    def moved(self, leaving: int, entering: int) -> None:
-        self.inside[leaving] = False
-        self.inside[entering] = True
-        self.members[self.members == leaving] = entering
-
-    def take(self, count: int) -> tuple[np.ndarray, np.ndarray]:
-        while True:
-            valid = ~self.inside[self.incoming[:count]]
-            if valid.all() and len(self.incoming) >= count:
-                out_pos, incoming = self.out_pos[:count], self.incoming[:count]
-                self.out_pos, self.incoming = self.out_pos[count:], self.incoming[count:]
-                return out_pos, incoming
-            keep = ~self.inside[self.incoming]
-            self.out_pos, self.incoming = self.out_pos[keep], self.incoming[keep]
-            if len(self.incoming) < count:
-                size = max(self.CHUNK, count)
-                out_pos, incoming = (
-                    swaps(self.rng, self.members, self.guide, size)
-                    if self.guide
-                    else random_swaps(self.rng, self.members, self.strategies, size)
-                )
-                self.out_pos = np.concatenate([self.out_pos, out_pos])
-                self.incoming = np.concatenate([self.incoming, incoming])
