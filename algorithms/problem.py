@@ -13,6 +13,7 @@ import numpy as np
 from algorithms.fitness import Objective, fitness_from_sums, metric_values
 from algorithms.guide import Guide
 from algorithms.operators import apply_swap
+from errors import HeavyOptError
 
 CHUNK_ROWS = 2048  # portfolios per block: fastest of 512–10,240 here (the (P, 2T) sums stay in L2/L3)
 GPU_CHUNK_ROWS = 65_536  # on a GPU, larger blocks keep the device busy (optimizer.compute sizes memory by it)
@@ -199,7 +200,7 @@ class Problem:
         return np.asarray(fit.get() if hasattr(fit, "get") else fit, dtype=np.float64)
 
 
-class BudgetExceeded(RuntimeError):
+class BudgetExceeded(HeavyOptError):
     """An algorithm asked for more evaluations than it had left: a bug in that algorithm."""
 
 

@@ -26,7 +26,18 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from optimizer.errors import BackendUnavailable
+from errors import BackendUnavailable
+
+
+def redact_url(url: str) -> str:
+    """``scheme://user:secret@host`` -> ``scheme://user:***@host``."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    cred, _, host = rest.rpartition("@")
+    user = cred.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in cred else url
+
 
 # A total within 1e-9 of the strategy's gross P&L is zero up to floating-point rounding:
 # no summation order can flip the decision, so SQL and arrays agree exactly.

@@ -13,7 +13,7 @@ import duckdb
 import numpy as np
 
 from dal.base import ALL_ROWS, JOB_FIELDS, ULTA_TOLERANCE, ResultRow, StoredPnl
-from optimizer.errors import BackendUnavailable
+from errors import BackendUnavailable
 
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS jobs (

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from dal.base import Backend, ResultRow, StoredPnl
-from optimizer.errors import BackendUnavailable
+from errors import BackendUnavailable
 
 log = logging.getLogger("heavyopt")
 

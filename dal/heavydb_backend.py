@@ -30,8 +30,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import numpy as np
 
-from dal.base import ALL_ROWS, JOB_FIELDS, ULTA_TOLERANCE, ResultRow, StoredPnl
-from optimizer.errors import BackendUnavailable
+from dal.base import ALL_ROWS, JOB_FIELDS, ULTA_TOLERANCE, ResultRow, StoredPnl, redact_url
+from errors import BackendUnavailable
 
 DDL = (
     """CREATE TABLE IF NOT EXISTS heavyopt_jobs (
@@ -138,8 +138,6 @@ class HeavyDBBackend:
     """The backend contract on a HeavyDB server; see the module docstring."""
 
     def __init__(self, url: str, *, client: Client | None = None, timeout_s: float = 10.0) -> None:
-        from optimizer.config import redact_url
-
         self.url = redact_url(url)
         parts = parse_url(url)
         self._where = f"HeavyDB at {parts['host']}:{parts['port']}"

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from errors import ConfigError, HeavyOptError
 from jobqueue.runner import MARKER
 from jobqueue.share import Share, is_temporary, sha256_file, write_json_atomic
 from jobqueue.store import QueueStore, now_iso
@@ -54,7 +55,6 @@ from optimizer.config import (
     overrides_layer,
     read_ini,
 )
-from optimizer.errors import ConfigError, HeavyOptError
 
 log = logging.getLogger("heavyopt.queue")
 
@@ -73,7 +73,7 @@ KILL_AFTER_TERM_S = 10.0  # a job sent SIGTERM (timeout, stop) is killed this mu
 TICK_S = 0.25
 
 
-class Rejected(Exception):
+class Rejected(HeavyOptError):
     """A submission that cannot run; the message is the reason the user reads."""
 
 
@@ -431,7 +431,7 @@ class Daemon:
                 config_sha256=config_sha,
                 event="checked",
             )
-        except (Rejected, HeavyOptError) as exc:
+        except HeavyOptError as exc:  # Rejected included
             self._reject(seq, str(exc))
         except (OSError, ValueError, RecursionError) as exc:  # an unreadable file, or one that changed under us
             what = row["origin"] or row["input_path"]

@@ -17,9 +17,9 @@ import sys
 import time
 from typing import Any, TextIO
 
+from errors import HeavyOptError, JobFailed
 from jobqueue.share import sha256_file
 from optimizer.config import build_config
-from optimizer.errors import HeavyOptError, JobFailed
 from optimizer.pipeline import run_job
 from outputs.report import Winner
 from outputs.validation import validation_summary

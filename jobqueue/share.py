@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from optimizer.errors import ConfigError
+from errors import ConfigError
 
 SUBDIRS = (
     "input",

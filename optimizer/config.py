@@ -22,7 +22,8 @@ from typing import Any, get_type_hints
 
 from algorithms import REGISTRY
 from algorithms.fitness import METRICS
-from optimizer.errors import ConfigError
+from dal.base import redact_url
+from errors import ConfigError
 
 DATE_FORMATS = ("auto", "YYYY-MM-DD", "DD-MM-YYYY", "MM-DD-YYYY")
 COMPUTE_BACKENDS = ("auto", "numpy", "cupy")
@@ -285,16 +286,6 @@ SECTIONS: dict[str, str] = {
 SERVER_SECTIONS = ("DATABASE", "COMPUTE", "OUTPUT", "QUEUE", "API")
 
 Layer = dict[str, dict[str, tuple[str, str]]]  # section -> key -> (raw value, where it came from)
-
-
-def redact_url(url: str) -> str:
-    """``scheme://user:secret@host`` -> ``scheme://user:***@host``."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest:
-        return url
-    cred, _, host = rest.rpartition("@")
-    user = cred.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}" if ":" in cred else url
 
 
 # One section per algorithm, named by the class (e.g. [HILL_CLIMBING]); its keys are the class's fields.

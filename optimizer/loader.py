@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from optimizer.errors import InputError
+from errors import InputError
 
 # Metadata columns, recognised by name case-insensitively, never by position.
 METADATA_COLUMNS = (

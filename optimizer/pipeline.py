@@ -27,11 +27,12 @@ import numpy as np
 from algorithms.correlation import average_pairwise, hedge_stats, scan_pairs, unit_columns
 from algorithms.problem import Problem
 from dal import Backend, ResultRow, open_backend
+from dal.base import redact_url
 from dal.fallback import Breaker, FallbackBackend
+from errors import HeavyOptError, InputError, JobFailed
 from optimizer import __version__, validation
 from optimizer.compute import ComputeChoice, choose, is_gpu_error, release
-from optimizer.config import Config, data_dir, database_url, embedded_url, redact_url
-from optimizer.errors import HeavyOptError, InputError, JobFailed
+from optimizer.config import Config, data_dir, database_url, embedded_url
 from optimizer.loader import Dataset, load_csv, sum_by_date
 from optimizer.reporting import best_lines, strategy_table, zone_breakdown
 from optimizer.search import (

@@ -11,8 +11,8 @@ from algorithms import REGISTRY, FailedRun, RunResult
 from algorithms.correlation import average_pairwise
 from algorithms.fitness import Objective, metric_values, portfolio_report
 from algorithms.problem import Problem
+from errors import JobFailed
 from optimizer.config import Config
-from optimizer.errors import JobFailed
 from optimizer.parallel import Task, run_tasks
 from outputs.report import AlgorithmResult, Winner
 

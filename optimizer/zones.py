@@ -6,8 +6,8 @@ import dataclasses
 
 import numpy as np
 
+from errors import ConfigError, InputError
 from optimizer.config import Config
-from optimizer.errors import ConfigError, InputError
 from optimizer.loader import Dataset
 
 EXCLUDED_ZONES = ("", "outside market")  # compared case-insensitively, after stripping

@@ -7,4 +7,5 @@ bash "$(dirname "${BASH_SOURCE[0]}")/system-deps.sh"
 .venv/bin/python -m pip install --quiet -e ".[dev]"
 .venv/bin/ruff check .
 .venv/bin/mypy
+.venv/bin/lint-imports  # one-way layers: the contract in pyproject.toml
 .venv/bin/python -m pytest "$@"

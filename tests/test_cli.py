@@ -17,7 +17,7 @@ def heavyopt(*args: str, cwd: Path, env_extra: dict[str, str] | None = None) -> 
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEAVYOPT_")}
     env.update({"XDG_DATA_HOME": str(cwd / "xdg"), "COLUMNS": "200", **(env_extra or {})})
     return subprocess.run(
-        [sys.executable, "-m", "optimizer.cli", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+        [sys.executable, "-m", "cli", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
     )
 
 

@@ -11,7 +11,7 @@ import pytest
 from pytest_mock import MockerFixture
 
 from dal import Backend, ResultRow, open_backend
-from optimizer.errors import BackendUnavailable
+from errors import BackendUnavailable
 from optimizer.synthetic import generate_pnl
 from tests.dal.heavydb_standin import DuckDBStandIn
 

@@ -16,7 +16,7 @@ from pytest_mock import MockerFixture
 
 from dal import open_backend
 from dal.heavydb_backend import HeavyaiClient, HeavyDBBackend, connect_client, parse_url
-from optimizer.errors import BackendUnavailable
+from errors import BackendUnavailable
 from optimizer.synthetic import generate_pnl
 from tests.dal.heavydb_standin import DuckDBStandIn
 

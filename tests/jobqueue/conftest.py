@@ -141,7 +141,7 @@ class Process:
         cmd = [
             sys.executable,
             "-m",
-            "optimizer.cli",
+            "cli",
             command,
             *args,
             "--share",

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from errors import ConfigError
 from jobqueue.daemon import Daemon, Rejected, _portfolio_range
 from jobqueue.share import is_temporary
-from optimizer.errors import ConfigError
 from tests.conftest import gone
 from tests.jobqueue.conftest import SLOW_SETS, Env, read_json, wait_for
 
@@ -369,7 +369,7 @@ def test_watch_without_a_share_is_a_config_error(tmp_path: Path) -> None:
     import sys
 
     done = subprocess.run(
-        [sys.executable, "-m", "optimizer.cli", "watch", "--data-dir", str(tmp_path)],
+        [sys.executable, "-m", "cli", "watch", "--data-dir", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=60,

@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 from pytest_mock import MockerFixture
 
+from errors import BackendUnavailable
 from optimizer.compute import ComputeChoice, choose, estimate_gpu_bytes, is_gpu_error
 from optimizer.config import load_config
-from optimizer.errors import BackendUnavailable
 from optimizer.pipeline import run_job
 from optimizer.synthetic import write_csv
 from tests.conftest import free_port

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from errors import ConfigError
 from optimizer.config import Config, database_url, load_config
-from optimizer.errors import ConfigError
 
 ALGORITHM_FLAGS = (
     "use_genetic_algorithm",

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from optimizer.errors import InputError
+from errors import InputError
 from optimizer.loader import Dataset, load_csv
 from tests.conftest import write_rows
 

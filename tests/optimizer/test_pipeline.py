@@ -15,8 +15,8 @@ import algorithms
 from algorithms.fitness import Objective
 from algorithms.reference import reference_fitness
 from dal import open_backend
+from errors import InputError
 from optimizer.config import database_url, load_config
-from optimizer.errors import InputError
 from optimizer.loader import load_csv
 from optimizer.pipeline import run_job
 from optimizer.synthetic import write_csv
@@ -233,8 +233,8 @@ def test_a_failing_prune_does_not_fail_a_completed_job(
 def test_an_unexpected_error_fails_the_job_with_its_reason(
     tmp_path: Path, csv_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from errors import JobFailed
     from optimizer import pipeline
-    from optimizer.errors import JobFailed
 
     def explode(*args: object, **kwargs: object) -> None:
         raise KeyError("lost column")

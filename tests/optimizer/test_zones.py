@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from errors import ConfigError
 from optimizer.config import load_config
-from optimizer.errors import ConfigError
 from optimizer.loader import load_csv
 from optimizer.pipeline import JobOutcome, run_job
 from optimizer.zones import combine, exclude_rows, zone_weights
@@ -149,7 +149,7 @@ def test_the_sample_in_zone_mode_names_all_four_zones(tmp_path: Path, zones_samp
         "ZONE_SPECIFIC_OPTIMIZATION.max_size=4",
         "OPTIMIZATION.evaluation_budget=1000",
     ]
-    args = [sys.executable, "-m", "optimizer.cli", "run", str(zones_sample), "-q", "--out", str(tmp_path / "out")]
+    args = [sys.executable, "-m", "cli", "run", str(zones_sample), "-q", "--out", str(tmp_path / "out")]
     for item in sets:
         args += ["--set", item]
     done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
@@ -179,7 +179,7 @@ def test_a_date_only_a_weight_zero_zone_has_is_not_a_combined_day(tmp_path: Path
 
 
 def test_zone_preconditions_are_checked_before_any_work(tmp_path: Path) -> None:
-    from optimizer.errors import InputError
+    from errors import InputError
 
     pnl = np.random.default_rng(6).normal(0, 100, (5, 2, 8)).round(2)
     source = write_zoned(tmp_path / "z.csv", 5, ["A", "B"], pnl)

@@ -13,9 +13,9 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from errors import ConfigError, HeavyOptError, InputError, JobFailed
 from optimizer import __version__
 from optimizer.config import Config, load_config
-from optimizer.errors import ConfigError, HeavyOptError, InputError, JobFailed
 
 app = typer.Typer(
     name="heavyopt",

@@ -1,0 +1,1 @@
+"""The ``heavyopt`` command line: the top layer, composing every other (docs/architecture.md)."""
