@@ -25,7 +25,7 @@ from jobqueue.daemon import JOB_ID
 from jobqueue.share import Share, write_json_exclusive
 from jobqueue.store import FINAL, QueueStore, now_iso
 from optimizer import __version__
-from optimizer.pipeline import job_stem
+from optimizer.naming import job_stem
 
 State = Literal["claiming", "queued", "running", "completed", "failed"]
 

@@ -383,7 +383,7 @@ def submit(
 
     from jobqueue.daemon import JOB_ID
     from jobqueue.share import Share, write_json_atomic
-    from optimizer.pipeline import job_stem
+    from optimizer.naming import job_stem
 
     extra = [f"QUEUE.share={share.absolute()}"] if share is not None else []
     try:

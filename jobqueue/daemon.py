@@ -344,7 +344,7 @@ class Daemon:
         return time.monotonic() - seen.since >= self.q.settle_s
 
     def _claim_csv(self, path: Path, sidecar: Path | None) -> bool:
-        from optimizer.pipeline import new_job_id
+        from optimizer.naming import new_job_id
 
         job_id = new_job_id(path)
         seq = self._db.add(

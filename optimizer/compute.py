@@ -12,6 +12,7 @@ either case, so CPU and GPU runs evaluate the same candidates.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,3 +106,36 @@ def release(choice: ComputeChoice) -> None:
         choice.xp.get_default_pinned_memory_pool().free_all_blocks()
     except Exception as exc:  # noqa: BLE001 - a device in an error state; the job's own outcome matters more
         log.warning("could not free the GPU memory (%s: %s)", type(exc).__name__, exc)
+
+
+class JobCompute:
+    """The job's array module; switched to NumPy for good after a GPU failure."""
+
+    def __init__(self, choice: ComputeChoice) -> None:
+        self.choice = choice
+        self.fallback = choice.fallback
+
+    def to_numpy(self, reason: str) -> None:
+        log.warning("GPU failed (%s); repeating the search on NumPy", reason)
+        release(self.choice)
+        self.choice = ComputeChoice(np, "numpy")
+        self.fallback = f"GPU failed during the search, repeated on NumPy: {reason}"
+
+
+class GpuFailed(Exception):
+    """A GPU error inside an algorithm (recorded by the algorithm driver as a failed run)."""
+
+
+def on_gpu_or_host(compute: JobCompute, work: Callable[[Any], Any]) -> Any:
+    """``work(xp)`` on the job's array module; after any GPU error, again on NumPy."""
+    if not compute.choice.on_gpu:
+        return work(np)
+    try:
+        return work(compute.choice.xp)
+    except Exception as exc:
+        reason = str(exc) if isinstance(exc, GpuFailed) else f"{type(exc).__name__}: {exc}"
+        from_gpu = isinstance(exc, GpuFailed) or type(exc).__module__.startswith(("cupy", "cupyx"))
+        if not (from_gpu or is_gpu_error(reason)):
+            raise  # a fault of ours, not the device's: repeating it on NumPy would hide it
+        compute.to_numpy(reason.splitlines()[0] if reason else type(exc).__name__)
+        return work(np)

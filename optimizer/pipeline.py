@@ -14,7 +14,6 @@ import re
 import resource
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,14 +25,14 @@ import numpy as np
 
 from algorithms.correlation import average_pairwise, hedge_stats, scan_pairs, unit_columns
 from algorithms.problem import Problem
-from dal import Backend, ResultRow, open_backend
-from dal.base import redact_url
-from dal.fallback import Breaker, FallbackBackend
+from dal import Backend, ResultRow
+from dal.fallback import FallbackBackend
 from errors import HeavyOptError, InputError, JobFailed
 from optimizer import __version__, validation
-from optimizer.compute import ComputeChoice, choose, is_gpu_error, release
-from optimizer.config import Config, data_dir, database_url, embedded_url
+from optimizer.compute import GpuFailed, JobCompute, choose, is_gpu_error, on_gpu_or_host, release
+from optimizer.config import Config
 from optimizer.loader import Dataset, load_csv, sum_by_date
+from optimizer.naming import new_job_id
 from optimizer.reporting import best_lines, strategy_table, zone_breakdown
 from optimizer.search import (
     check_any_portfolio,
@@ -45,6 +44,7 @@ from optimizer.search import (
     portfolio_sizes,
     search,
 )
+from optimizer.store import breaker_outcome, now, open_store, prune, record_failure
 from optimizer.ulta import SUFFIX as ULTA_SUFFIX
 from optimizer.ulta import inversions, ulta_mask
 from optimizer.validation import Searched
@@ -72,16 +72,6 @@ class JobOutcome:
     run_dir: Path
     report: RunReport
     writer_errors: tuple[str, ...]
-
-
-def job_stem(name: str, limit: int = 40) -> str:
-    """A file name's stem reduced to characters safe in job ids and file names on Windows and Linux."""
-    return re.sub(r"[^A-Za-z0-9_-]+", "_", Path(name).stem).strip("_")[:limit] or "job"
-
-
-def new_job_id(path: Path) -> str:
-    """``<file stem>-<8 hex>``."""
-    return f"{job_stem(path.name)}-{uuid.uuid4().hex[:8]}"
 
 
 def peak_rss_mb() -> float:
@@ -139,17 +129,19 @@ def run_job(
     created_at = datetime.now(UTC).isoformat(timespec="seconds")
     steps = _Steps(progress)
     _, skipped = enabled_algorithms(config)
+    if config.optimization.balanced_mode:
+        log.warning("OPTIMIZATION.balanced_mode = true has no effect in this version (kept for config_zone.ini)")
 
     with steps.step("load", STEP_START["load"]):
         dataset = load_csv(path, date_format=config.input.date_format, min_strategies=config.portfolio.min_size)
     backend = open_store(config)
-    compute = _Compute(choose(config, len(dataset.strategies), dataset.n_rows, config.portfolio.max_size))
+    compute = JobCompute(choose(config, len(dataset.strategies), dataset.n_rows, config.portfolio.max_size))
     try:
         backend.record_job(
             job_id,
             source=str(path),
             status="running",
-            created_at=_now(),
+            created_at=now(),
             n_rows=dataset.n_rows,
             n_strategies=len(dataset.strategies),
             seed=config.general.seed,
@@ -163,7 +155,7 @@ def run_job(
         backend.record_job(
             job_id,
             status="completed",
-            finished_at=_now(),
+            finished_at=now(),
             run_dir=str(run_dir),
             winner_json=_winner_json(report.winner),
             error="; ".join(f"output {line}" for line in errors),
@@ -173,103 +165,27 @@ def run_job(
         if isinstance(exc, Exception) and not isinstance(exc, HeavyOptError):
             failure = JobFailed(f"job failed: {type(exc).__name__}: {exc}")
         reason = str(failure) if isinstance(failure, Exception) else "interrupted"
-        _record_failure(backend, job_id, reason)
+        record_failure(backend, job_id, reason)
         backend.close()
         release(compute.choice)
         if failure is exc:
             raise
         raise failure from exc
-    _prune(backend, config.database.keep_pnl_jobs)
+    prune(backend, config.database.keep_pnl_jobs)
     backend.close()
     release(compute.choice)
-    _breaker_outcome(config, backend)
+    breaker_outcome(config, backend)
     steps.progress("done", 100.0)
     return JobOutcome(job_id, run_dir, report, tuple(errors))
 
 
-def open_store(config: Config) -> Backend:
-    """The configured store; a ``heavydb://`` URL with ``DATABASE.fallback`` falls back to DuckDB.
-
-    HeavyDB is not tried while its circuit breaker is open; a failure to connect, or during
-    the job, moves the job to the embedded DuckDB file and is recorded on the breaker.
-    """
-    db = config.database
-    url = database_url(config)
-    if not url.startswith("heavydb://") or not db.fallback:
-        return open_backend(url, lock_wait_s=db.lock_wait_s, timeout_s=db.connect_timeout_s)
-    breaker = _breaker(config)
-
-    def secondary() -> Backend:
-        return open_backend(embedded_url(config), lock_wait_s=db.lock_wait_s)
-
-    allowed, why = breaker.closed()
-    if not allowed:
-        log.warning("%s; the job runs on the embedded DuckDB store", why)
-        return FallbackBackend.fallen(secondary(), why, redact_url(url))
-    try:
-        primary = open_backend(url, timeout_s=db.connect_timeout_s)
-    except HeavyOptError as exc:
-        breaker.failure(str(exc))
-        log.warning("%s; the job runs on the embedded DuckDB store", exc)
-        return FallbackBackend.fallen(secondary(), str(exc), redact_url(url))
-    return FallbackBackend(primary, secondary, on_fallback=breaker.failure)
-
-
-def _breaker(config: Config) -> Breaker:
-    return Breaker(
-        data_dir(config) / "heavydb_breaker.json",
-        failures=config.database.breaker_failures,
-        cooldown_s=config.database.breaker_cooldown_s,
-    )
-
-
-def _breaker_outcome(config: Config, backend: Backend) -> None:
-    """A job that ran on HeavyDB to the end closes the breaker."""
-    if isinstance(backend, FallbackBackend) and not backend.fell_back:
-        _breaker(config).success()
-
-
-def _fallbacks(backend: Backend, compute: _Compute) -> dict[str, str]:
+def _fallbacks(backend: Backend, compute: JobCompute) -> dict[str, str]:
     out = {}
     if isinstance(backend, FallbackBackend) and backend.fallback_reason:
         out["database"] = f"{backend.primary_url} → {backend.url}: {backend.fallback_reason}"
     if compute.fallback:
         out["compute"] = compute.fallback
     return out
-
-
-class _Compute:
-    """The job's array module; switched to NumPy for good after a GPU failure."""
-
-    def __init__(self, choice: ComputeChoice) -> None:
-        self.choice = choice
-        self.fallback = choice.fallback
-
-    def to_numpy(self, reason: str) -> None:
-        log.warning("GPU failed (%s); repeating the search on NumPy", reason)
-        release(self.choice)
-        self.choice = ComputeChoice(np, "numpy")
-        self.fallback = f"GPU failed during the search, repeated on NumPy: {reason}"
-
-
-def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
-
-
-def _record_failure(backend: Backend, job_id: str, reason: str) -> None:
-    """Mark the job failed; a broken database must not hide the job's own error."""
-    try:
-        backend.record_job(job_id, status="failed", error=reason, finished_at=_now())
-    except Exception as exc:  # noqa: BLE001 - logged; the original failure is what the caller needs
-        log.warning("could not record job %s as failed (%s: %s)", job_id, type(exc).__name__, exc)
-
-
-def _prune(backend: Backend, keep: int) -> None:
-    """Housekeeping after a completed job: a failure is logged and never fails the job."""
-    try:
-        backend.prune(keep)
-    except Exception as exc:  # noqa: BLE001
-        log.warning("could not prune old P&L (%s: %s)", type(exc).__name__, exc)
 
 
 def _check_unique_after_ulta(path: Path, original: tuple[str, ...], renamed: tuple[str, ...]) -> None:
@@ -291,25 +207,6 @@ def _winner_json(winner: Winner) -> str:
 
 def _result_row(r: AlgorithmResult) -> ResultRow:
     return ResultRow(r.size, r.algorithm, r.status, r.fitness, r.evaluations, r.seconds, r.strategies, r.error)
-
-
-class _GpuFailed(Exception):
-    """A GPU error inside an algorithm (recorded by the algorithm driver as a failed run)."""
-
-
-def _on_gpu_or_host(compute: _Compute, work: Callable[[Any], Any]) -> Any:
-    """``work(xp)`` on the job's array module; after any GPU error, again on NumPy."""
-    if not compute.choice.on_gpu:
-        return work(np)
-    try:
-        return work(compute.choice.xp)
-    except Exception as exc:
-        reason = str(exc) if isinstance(exc, _GpuFailed) else f"{type(exc).__name__}: {exc}"
-        from_gpu = isinstance(exc, _GpuFailed) or type(exc).__module__.startswith(("cupy", "cupyx"))
-        if not (from_gpu or is_gpu_error(reason)):
-            raise  # a fault of ours, not the device's: repeating it on NumPy would hide it
-        compute.to_numpy(reason.splitlines()[0] if reason else type(exc).__name__)
-        return work(np)
 
 
 @dataclass(frozen=True, eq=False)
@@ -336,7 +233,7 @@ def _optimise(
     sizes: range,
     step: Callable[[str], Any],
     progress: Callable[[str, float], None],
-    compute: _Compute,
+    compute: JobCompute,
     prefix: tuple[int, ...] = (),
 ) -> _Optimised:
     """Store → ULTA in SQL → fetch → correlation → search → validation, for one matrix of rows.
@@ -409,7 +306,7 @@ def _search_split(
     sizes: range,
     step: Callable[[str], Any],
     progress: Callable[[str, float], None],
-    compute: _Compute,
+    compute: JobCompute,
     prefix: tuple[int, ...],
     validating: bool,
 ) -> Searched:
@@ -424,7 +321,7 @@ def _search_split(
         units, nonconstant = unit_columns(np, search_pnl)
         universe = average_pairwise(units)
         stats = hedge_stats(np, search_pnl) if validating else None
-        found, hedges = _on_gpu_or_host(
+        found, hedges = on_gpu_or_host(
             compute, lambda xp: scan_pairs(units, TOP_PAIRS, hedges=hedges_wanted, stats=stats, xp=xp)
         )
         pairs = tuple(PairCorrelation(names[p.first], names[p.second], p.correlation) for p in found)
@@ -440,10 +337,10 @@ def _search_split(
             found = search(config, base.on(xp), names, chosen, progress, prefix, workers=workers, archive_size=archive)
             gpu_failures = [r.error for r in found if r.status == "failed" and xp is not np and is_gpu_error(r.error)]
             if gpu_failures:
-                raise _GpuFailed(gpu_failures[0])
+                raise GpuFailed(gpu_failures[0])
             return found
 
-        results = _on_gpu_or_host(compute, run_search)
+        results = on_gpu_or_host(compute, run_search)
         check_any_portfolio(results)
     return Searched(split, inverted, keep, names, pnl, units, universe, pairs, hedges, base, chosen, results)
 
@@ -481,7 +378,7 @@ def _zone_runs(
     db: Backend,
     steps: _Steps,
     weights: dict[str, float],
-    compute: _Compute,
+    compute: JobCompute,
 ) -> tuple[ZoneRun, ...]:
     """Each zone optimised on its own rows: its own ULTA, correlation and search (brief §6)."""
     zones = list(weights)
@@ -543,7 +440,7 @@ def _run_stored(
     steps: _Steps,
     created_at: str,
     skipped: list[str],
-    compute: _Compute,
+    compute: JobCompute,
 ) -> RunReport:
     dataset, excluded = exclude_rows(dataset)
     zoned = zone_mode(config) and dataset.zones is not None

@@ -11,9 +11,6 @@ Model, per strategy j and day t::
   that day), which gives the ~0.14 average pairwise correlation and day
   cross-sections whose mean swings by hundreds;
 - ``scale`` (log-normal) spreads the strategies' sizes; ``drift`` spreads their edges.
-
-``calibration_stats`` measures the same statistics as the brief so tests can check the
-generator against them.
 """
 
 from __future__ import annotations
@@ -86,28 +83,3 @@ def write_csv(path: str | Path, n_strategies: int, n_days: int, seed: int) -> Pa
             fh.write(f"{day.isoformat()},{day.strftime('%A')},{cells}\r\n")
     tmp.replace(path)
     return path
-
-
-def calibration_stats(pnl: np.ndarray) -> dict[str, float]:
-    """The brief's per-strategy statistics of a (days, strategies) P&L matrix."""
-    totals = pnl.sum(axis=0)
-    equity = np.cumsum(pnl, axis=0)
-    mdd = (np.maximum.accumulate(equity, axis=0) - equity).max(axis=0)
-    gains = np.where(pnl > 0, pnl, 0).sum(axis=0)
-    losses = -np.where(pnl < 0, pnl, 0).sum(axis=0)
-    pf = np.divide(gains, losses, out=np.ones_like(gains), where=losses > 1e-6)
-    centred = pnl - pnl.mean(axis=0)
-    norms = np.linalg.norm(centred, axis=0)
-    unit = np.divide(centred, norms, out=np.zeros_like(centred), where=norms > 0)
-    s = unit.shape[1]
-    avg_corr = (float(np.sum(unit.sum(axis=1) ** 2)) - s) / (s * (s - 1))
-    return {
-        "total_median": float(np.median(totals)),
-        "total_std": float(np.std(totals)),
-        "losing_share": float(np.mean(totals < 0)),
-        "mdd_median": float(np.median(mdd)),
-        "win_day_share": float(np.mean(pnl > 0)),
-        "profit_factor_median": float(np.median(pf)),
-        "avg_pairwise_correlation": avg_corr,
-        "day_cross_section_std": float(np.median(pnl.std(axis=1))),
-    }
