@@ -45,14 +45,28 @@ class RunResult:
 
 @dataclass(frozen=True)
 class FailedRun:
-    """An algorithm that raised: recorded in the report, the job goes on."""
+    """An algorithm that raised: recorded in the report, the job goes on. ``on_gpu``: the
+    exception came from the GPU stack (see :func:`raised_by_gpu`)."""
 
     algorithm: str
     size: int
     error: str
     seconds: float
     evaluations: int = 0
+    on_gpu: bool = False
     ok: ClassVar[bool] = False
+
+
+GPU_MODULES = ("cupy", "cupyx", "cupy_backends")
+
+
+def raised_by_gpu(exc: BaseException) -> bool:
+    """Whether ``exc`` comes from the GPU stack: an exception class of CuPy or its CUDA bindings
+    (out of memory, a CUDA runtime error, a kernel that would not compile), or one of CuPy's
+    modules failing to import. Decided by the exception's type, never by its message."""
+    if isinstance(exc, ImportError) and (exc.name or "").split(".")[0] in GPU_MODULES:
+        return True
+    return type(exc).__module__.split(".")[0] in GPU_MODULES
 
 
 def run_algorithm(
@@ -84,6 +98,7 @@ def run_algorithm(
             f"{type(exc).__name__}: {exc}{where}",
             time.perf_counter() - started,
             evaluator.used,
+            raised_by_gpu(exc),
         )
     seconds = time.perf_counter() - started
     trace = [*evaluator.trace, (evaluator.used, evaluator.best_fitness)]

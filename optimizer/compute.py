@@ -18,13 +18,13 @@ from typing import Any
 
 import numpy as np
 
+from algorithms.base import raised_by_gpu
 from algorithms.problem import GPU_CHUNK_ROWS
 from optimizer.config import Config
 
 log = logging.getLogger("heavyopt")
 
 MB = 1 << 20
-GPU_ERROR_MARKERS = ("cuda", "cupy", "outofmemory", "cublas", "cusparse", "nvrtc", "gpu")
 
 
 @dataclass(frozen=True)
@@ -87,12 +87,6 @@ def choose(config: Config, n_strategies: int, n_days: int, max_size: int) -> Com
     return ComputeChoice(cupy, "cupy", device=label)
 
 
-def is_gpu_error(message: str) -> bool:
-    """Whether an algorithm's failure came from the GPU (then the search is repeated on NumPy)."""
-    lower = message.lower()
-    return any(marker in lower for marker in GPU_ERROR_MARKERS)
-
-
 def to_host(array: Any) -> np.ndarray:
     return np.asarray(array.get() if hasattr(array, "get") else array)
 
@@ -134,8 +128,7 @@ def on_gpu_or_host(compute: JobCompute, work: Callable[[Any], Any]) -> Any:
         return work(compute.choice.xp)
     except Exception as exc:
         reason = str(exc) if isinstance(exc, GpuFailed) else f"{type(exc).__name__}: {exc}"
-        from_gpu = isinstance(exc, GpuFailed) or type(exc).__module__.startswith(("cupy", "cupyx"))
-        if not (from_gpu or is_gpu_error(reason)):
+        if not (isinstance(exc, GpuFailed) or raised_by_gpu(exc)):
             raise  # a fault of ours, not the device's: repeating it on NumPy would hide it
         compute.to_numpy(reason.splitlines()[0] if reason else type(exc).__name__)
         return work(np)

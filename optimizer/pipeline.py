@@ -29,7 +29,7 @@ from dal import Backend, ResultRow
 from dal.fallback import FallbackBackend
 from errors import HeavyOptError, InputError, JobFailed
 from optimizer import __version__, validation
-from optimizer.compute import GpuFailed, JobCompute, choose, is_gpu_error, on_gpu_or_host, release
+from optimizer.compute import GpuFailed, JobCompute, choose, on_gpu_or_host, release
 from optimizer.config import Config
 from optimizer.loader import Dataset, load_csv, sum_by_date
 from optimizer.naming import new_job_id
@@ -335,7 +335,7 @@ def _search_split(
         def run_search(xp: Any) -> list[AlgorithmResult]:
             workers = 1 if xp is not np else None  # one GPU: its parallelism is inside each batch
             found = search(config, base.on(xp), names, chosen, progress, prefix, workers=workers, archive_size=archive)
-            gpu_failures = [r.error for r in found if r.status == "failed" and xp is not np and is_gpu_error(r.error)]
+            gpu_failures = [r.error for r in found if r.status == "failed" and r.on_gpu]
             if gpu_failures:
                 raise GpuFailed(gpu_failures[0])
             return found

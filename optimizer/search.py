@@ -128,6 +128,7 @@ def as_result(outcome: RunResult | FailedRun, key: tuple[int, ...], names: tuple
             strategies=(),
             spawn_key=key,
             error=outcome.error,
+            on_gpu=outcome.on_gpu,
         )
     return AlgorithmResult(
         size=outcome.size,

@@ -57,6 +57,7 @@ class AlgorithmResult:
     trace: tuple[tuple[int, float], ...] = ()
     timed_out: bool = False
     error: str = ""
+    on_gpu: bool = False  # failed with an exception of the GPU stack (then the search is repeated on NumPy)
     archive: tuple[tuple[int, ...], ...] = ()  # other distinct good portfolios the search kept (validation)
     selection_sharpe: float | None = None  # annualised, on the selection window (when validated)
     test_sharpe: float | None = None  # annualised, on the test window: how this result held up

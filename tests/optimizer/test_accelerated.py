@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 from pytest_mock import MockerFixture
 
+from algorithms.base import raised_by_gpu
 from errors import BackendUnavailable
-from optimizer.compute import ComputeChoice, choose, estimate_gpu_bytes, is_gpu_error
+from optimizer.compute import ComputeChoice, choose, estimate_gpu_bytes
 from optimizer.config import load_config
 from optimizer.pipeline import run_job
 from optimizer.synthetic import write_csv
@@ -151,6 +152,13 @@ def test_cupy_asked_for_but_missing_runs_on_numpy_and_says_why(tmp_path: Path, c
     assert summary(auto)["fallbacks"] == {} and summary(auto)["compute"]["array_module"] == "numpy"
 
 
+class CUDARuntimeError(RuntimeError):
+    """Shaped like CuPy's: the GPU stack is recognised by the exception's module, not its text."""
+
+
+CUDARuntimeError.__module__ = "cupy_backends.cuda.api.runtime"
+
+
 class _BrokenGpu:
     """Stands in for cupy at our compute boundary: works like NumPy until ``fail_on`` is called."""
 
@@ -160,7 +168,7 @@ class _BrokenGpu:
 
     def __getattr__(self, name: str) -> Any:
         if name == self.fail_on:
-            raise RuntimeError("CUDARuntimeError: cudaErrorMemoryAllocation: out of memory")
+            raise CUDARuntimeError("cudaErrorMemoryAllocation: out of memory")
         return getattr(np, name)
 
 
@@ -198,9 +206,12 @@ def test_a_gpu_error_inside_an_algorithm_repeats_the_search_on_numpy(
 def test_gpu_memory_estimate_and_error_classification() -> None:
     need = estimate_gpu_bytes(25_544, 82, 100)
     assert 25_544 * 164 * 8 < need < 2 * 1024**3  # the rows plus a batch: well under 2 GB
-    assert is_gpu_error("OutOfMemoryError: Out of memory allocating 1,024 bytes")
-    assert is_gpu_error("CUDARuntimeError: cudaErrorIllegalAddress")
-    assert not is_gpu_error("ValueError: population must have shape (P, 5)")
+    assert raised_by_gpu(CUDARuntimeError("cudaErrorIllegalAddress"))
+    assert raised_by_gpu(ModuleNotFoundError("No module named 'cupyx'", name="cupyx.scipy"))
+    # Our own faults are not the device's, whatever their text says.
+    assert not raised_by_gpu(ValueError("population must have shape (P, 5)"))
+    assert not raised_by_gpu(RuntimeError("CUDA out of memory"))
+    assert not raised_by_gpu(ModuleNotFoundError("No module named 'xlsxwriter'", name="xlsxwriter"))
 
 
 def test_numpy_is_used_when_asked(tmp_path: Path) -> None:
