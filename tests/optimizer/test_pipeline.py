@@ -89,7 +89,7 @@ def test_run_writes_the_summary_and_best_portfolios(tmp_path: Path, csv_file: Pa
         "done",
     ]
     assert [p for _, p in steps] == sorted(p for _, p in steps) and steps[-1] == ("done", 100.0)
-    assert "disabled" not in summary["skipped_algorithms"]
+    assert summary["skipped_algorithms"] == []  # every enabled algorithm is available, so none is skipped
 
 
 def test_winner_fitness_matches_an_independent_recomputation(tmp_path: Path, csv_file: Path) -> None:
@@ -136,7 +136,15 @@ def test_history_is_stored(tmp_path: Path, csv_file: Path) -> None:
         job = db.job(outcome.job_id)
         assert job is not None and job["status"] == "completed" and job["run_dir"] == str(outcome.run_dir)
         assert json.loads(job["config_json"])["PORTFOLIO"]["max_size"] == 7
-        assert len(db.results(outcome.job_id)) == 3 * len(ALGORITHMS)
+        stored = [
+            (r["size"], r["algorithm"], r["status"], r["fitness"], r["evaluations"], tuple(r["strategies"]))
+            for r in db.results(outcome.job_id)
+        ]
+        reported = [
+            (r.size, r.algorithm, r.status, r.fitness, r.evaluations, r.strategies) for r in outcome.report.results
+        ]
+        assert len(stored) == 3 * len(ALGORITHMS)
+        assert sorted(stored) == sorted(reported)
     finally:
         db.close()
 
@@ -157,8 +165,17 @@ def test_a_failing_algorithm_is_recorded_and_the_job_goes_on(
     monkeypatch.setitem(algorithms.REGISTRY, "use_particle_swarm", Broken)
     outcome = run_job(csv_file, config(tmp_path), out_dir=tmp_path / "out")
     failed = [r for r in outcome.report.results if r.status == "failed"]
-    assert len(failed) == 3 and all("RuntimeError: kaput" in r.error for r in failed)
-    assert outcome.report.winner.algorithm != "broken"
+    assert [(r.size, r.algorithm) for r in failed] == [(5, "broken"), (6, "broken"), (7, "broken")]
+    assert all("RuntimeError: kaput" in r.error and r.fitness is None and r.strategies == () for r in failed)
+    # The job went on: every other algorithm ran its whole budget at every size, and the winner is one of theirs.
+    ok = [r for r in outcome.report.results if r.status == "ok"]
+    assert sorted((r.size, r.algorithm) for r in ok) == sorted(
+        (size, name) for size in (5, 6, 7) for name in ALGORITHMS if name != "particle_swarm"
+    )
+    assert all(r.evaluations == 500 for r in ok)
+    in_sample = outcome.report.in_sample_winner
+    assert in_sample is not None and in_sample.algorithm in {r.algorithm for r in ok}
+    assert in_sample.fitness == max(r.fitness for r in ok)
 
 
 def test_without_ulta_nothing_is_inverted(tmp_path: Path, csv_file: Path) -> None:
