@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from atomicio import atomic_path
 from dal.base import Backend, ResultRow, StoredPnl
 from errors import BackendUnavailable
 
@@ -44,9 +44,8 @@ class Breaker:
 
     def _write(self, state: dict[str, Any]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}")
-        tmp.write_text(json.dumps(state))
-        os.replace(tmp, self.path)
+        with atomic_path(self.path) as tmp:
+            tmp.write_text(json.dumps(state))
 
     def closed(self) -> tuple[bool, str]:
         """Whether HeavyDB may be tried now; if not, why."""

@@ -10,12 +10,12 @@ import hashlib
 import json
 import os
 import stat
-import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from atomicio import atomic_path
 from errors import ConfigError
 
 SUBDIRS = (
@@ -138,35 +138,25 @@ def sha256_file(path: Path | int) -> str:
     return digest.hexdigest()
 
 
-def _write_temp(folder: Path, data: Any) -> Path:
-    """A new hidden file in ``folder`` (``O_EXCL``: never a file or link that was already there)."""
-    fd, name = tempfile.mkstemp(dir=folder, prefix=".", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8", newline="\r\n") as fh:  # CRLF: readable in Notepad
-        json.dump(data, fh, indent=2, default=str)
-        fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.chmod(name, 0o664)
-    return Path(name)
+def _dump(fh: Any, data: Any) -> None:
+    json.dump(data, fh, indent=2, default=str)
+    fh.write("\n")
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write ``path`` whole or not at all (a link at ``path`` is replaced, never followed)."""
-    tmp = _write_temp(path.parent, data)
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_path(path, mode=0o664) as tmp, tmp.open("w", encoding="utf-8", newline="\r\n") as fh:
+        _dump(fh, data)  # CRLF: readable in Notepad
 
 
 def write_json_exclusive(path: Path, data: Any) -> bool:
     """Write ``path`` whole, unless it exists already (then False and nothing is written)."""
-    tmp = _write_temp(path.parent, data)
     try:
-        os.link(tmp, path)
+        with (
+            atomic_path(path, exclusive=True, mode=0o664) as tmp,
+            tmp.open("w", encoding="utf-8", newline="\r\n") as fh,
+        ):
+            _dump(fh, data)
     except FileExistsError:
         return False
-    finally:
-        tmp.unlink(missing_ok=True)
     return True

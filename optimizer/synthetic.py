@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from atomicio import atomic_path
+
 WIN_PROBABILITY = 0.59
 WIN_MEAN = 1000.0
 LOSS_MEAN = 1490.0
@@ -75,11 +77,9 @@ def write_csv(path: str | Path, n_strategies: int, n_days: int, seed: int) -> Pa
     path = Path(path)
     pnl = generate_pnl(n_strategies, n_days, seed)
     header = ",".join(["Date", "Day", *strategy_names(n_strategies)])
-    tmp = path.with_name(path.name + ".partial")
-    with tmp.open("w", encoding="utf-8", newline="") as fh:
+    with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8", newline="") as fh:
         fh.write(header + "\r\n")
         for day, row in zip(trading_days(n_days), pnl, strict=True):
             cells = ",".join(map(repr, row.tolist()))
             fh.write(f"{day.isoformat()},{day.strftime('%A')},{cells}\r\n")
-    tmp.replace(path)
     return path

@@ -8,29 +8,16 @@ import re
 import shutil
 import socket
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from atomicio import atomic_path
 from outputs import charts, tables, text, validation
 from outputs.report import RunReport, Winner
 
 SCHEMA_VERSION = 2  # 2: the validation block, in_sample_winner; winner is the validated choice
-
-
-@contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """A temporary path beside ``path`` to write to; renamed over ``path`` once the block succeeds."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        yield tmp
-        with tmp.open("rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def write_atomic(path: Path, content: str) -> None:

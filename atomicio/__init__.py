@@ -1,0 +1,44 @@
+"""Files written whole or not at all: the one atomic-write helper every layer uses.
+
+A reader (a user's Excel on the share, the queue daemon, a second job) never sees a half-written
+file: the content goes to a new hidden file beside the target (``mkstemp``: ``O_EXCL``, never a
+file or link that was already there), is flushed to disk, then renamed over the target in one
+step — or, with ``exclusive``, linked to it only if no file of that name exists yet. On any
+failure the temporary file is removed and the target is left as it was. Imports nothing of the
+project (the lowest layer, with ``errors``).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def atomic_path(path: Path, *, exclusive: bool = False, mode: int | None = None) -> Iterator[Path]:
+    """A new temporary path beside ``path`` for the block to write; on success it becomes ``path``.
+
+    Parameters
+    ----------
+    exclusive : link instead of replace: raises ``FileExistsError`` (and writes nothing) when
+        ``path`` exists already.
+    mode : permission bits for the file (e.g. 0o664 on a share); the umask's default otherwise.
+    """
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        with tmp.open("rb+") as fh:
+            os.fsync(fh.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)
+        if exclusive:
+            os.link(tmp, path)
+        else:
+            os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -1,0 +1,38 @@
+"""The one atomic-write helper: whole or nothing, never a temporary file left behind."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from atomicio import atomic_path
+
+
+def test_the_file_appears_whole_and_no_temporary_file_stays(tmp_path: Path) -> None:
+    target = tmp_path / "result.json"
+    with atomic_path(target) as tmp:
+        tmp.write_text("new")
+        assert not target.exists() and tmp.parent == tmp_path and tmp.name.startswith(".")
+    assert target.read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["result.json"]
+
+
+def test_a_failed_write_leaves_the_old_file_as_it_was(tmp_path: Path) -> None:
+    target = tmp_path / "result.json"
+    target.write_text("old")
+    with pytest.raises(RuntimeError, match="disk full"), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("disk full")
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["result.json"]
+
+
+def test_exclusive_never_replaces_an_existing_file(tmp_path: Path) -> None:
+    target = tmp_path / "job.json"
+    target.write_text("first")
+    with pytest.raises(FileExistsError), atomic_path(target, exclusive=True) as tmp:
+        tmp.write_text("second")
+    assert target.read_text() == "first" and [p.name for p in tmp_path.iterdir()] == ["job.json"]
+    fresh = tmp_path / "other.json"
+    with atomic_path(fresh, exclusive=True, mode=0o640) as tmp:
+        tmp.write_text("x")
+    assert fresh.read_text() == "x" and fresh.stat().st_mode & 0o777 == 0o640
