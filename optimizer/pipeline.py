@@ -38,7 +38,6 @@ from optimizer.search import (
     check_any_portfolio,
     compute_threads,
     compute_workers,
-    enabled_algorithms,
     limit_strategies,
     objective,
     portfolio_sizes,
@@ -128,7 +127,6 @@ def run_job(
     started_struct = time.localtime()
     created_at = datetime.now(UTC).isoformat(timespec="seconds")
     steps = _Steps(progress)
-    _, skipped = enabled_algorithms(config)
     if config.optimization.balanced_mode:
         log.warning("OPTIMIZATION.balanced_mode = true has no effect in this version (kept for config_zone.ini)")
 
@@ -147,7 +145,7 @@ def run_job(
             seed=config.general.seed,
             config_json=json.dumps(config.to_dict()),
         )
-        report = _run_stored(job_id, path, dataset, config, backend, steps, created_at, skipped, compute)
+        report = _run_stored(job_id, path, dataset, config, backend, steps, created_at, compute)
         backend.record_results(job_id, [_result_row(r) for r in report.results])
         report = dataclasses.replace(report, database=backend.url, fallbacks=_fallbacks(backend, compute))
         with steps.step("outputs", OUTPUTS_START):
@@ -439,7 +437,6 @@ def _run_stored(
     db: Backend,
     steps: _Steps,
     created_at: str,
-    skipped: list[str],
     compute: JobCompute,
 ) -> RunReport:
     dataset, excluded = exclude_rows(dataset)
@@ -510,7 +507,6 @@ def _run_stored(
         universe_average_correlation=final.universe,
         top_pairs=final.pairs,
         results=tuple(final.results),
-        skipped_algorithms=tuple(skipped),
         winner=main.winner,
         peak_rss_mb=peak_rss_mb(),
         dates=tuple(str(d) for d in main.dates),

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from algorithms import REGISTRY, FailedRun, RunResult
+from algorithms import FailedRun, RunResult
 from algorithms.correlation import average_pairwise
 from algorithms.fitness import Objective, metric_values, portfolio_report
 from algorithms.problem import Problem
@@ -35,10 +35,9 @@ def spawn_key(size: int, algorithm_flag: str) -> tuple[int, int]:
     return (size, ALGORITHM_ORDER.index(algorithm_flag))
 
 
-def enabled_algorithms(config: Config) -> tuple[list[str], list[str]]:
-    """(flags to run, flags enabled but not available in this version)."""
-    on = [flag for flag in ALGORITHM_ORDER if getattr(config.algorithms, flag)]
-    return [f for f in on if f in REGISTRY], [f for f in on if f not in REGISTRY]
+def enabled_algorithms(config: Config) -> list[str]:
+    """The ``use_…`` flags switched on, in :data:`ALGORITHM_ORDER` (every flag has an algorithm)."""
+    return [flag for flag in ALGORITHM_ORDER if getattr(config.algorithms, flag)]
 
 
 def limit_strategies(pnl: np.ndarray, config: Config) -> np.ndarray:
@@ -91,7 +90,7 @@ def search(
     no two searches of a job share a random stream. ``progress`` gets the share of tasks done,
     0–1. ``archive_size`` > 1 keeps that many distinct good portfolios per task (validation).
     """
-    flags, _ = enabled_algorithms(config)
+    flags = enabled_algorithms(config)
     tasks = [
         Task(
             size=size,

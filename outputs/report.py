@@ -217,7 +217,6 @@ class RunReport:
     universe_average_correlation: float
     top_pairs: tuple[PairCorrelation, ...]
     results: tuple[AlgorithmResult, ...]
-    skipped_algorithms: tuple[str, ...]
     winner: Winner
     peak_rss_mb: float
     dates: tuple[str, ...] = ()

@@ -17,7 +17,7 @@ from atomicio import atomic_path
 from outputs import charts, tables, text, validation
 from outputs.report import RunReport, Winner
 
-SCHEMA_VERSION = 2  # 2: the validation block, in_sample_winner; winner is the validated choice
+SCHEMA_VERSION = 3  # 2: the validation block, in_sample_winner; 3: skipped_algorithms removed (always empty)
 
 
 def write_atomic(path: Path, content: str) -> None:
@@ -46,7 +46,6 @@ def execution_summary(report: RunReport) -> dict[str, Any]:
             "universe_average": report.universe_average_correlation,
             "top_pairs": [asdict(p) for p in report.top_pairs],
         },
-        "skipped_algorithms": list(report.skipped_algorithms),
         "results": [
             {
                 "size": r.size,

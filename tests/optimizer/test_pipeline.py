@@ -52,7 +52,7 @@ def test_run_writes_the_summary_and_best_portfolios(tmp_path: Path, csv_file: Pa
         run_dir.parent == tmp_path / "out" and run_dir.name.startswith("run_") and run_dir.name.endswith(outcome.job_id)
     )
     summary = json.loads((run_dir / "execution_summary.json").read_text())
-    assert summary["schema_version"] == 2
+    assert summary["schema_version"] == 3
     assert set(summary["timings_s"]) == {"load", "store", "ulta", "fetch", "correlation", "search", "validation"}
     assert [(r["size"], r["algorithm"]) for r in summary["results"]] == [
         (size, name) for size in (5, 6, 7) for name in ALGORITHMS
@@ -89,7 +89,7 @@ def test_run_writes_the_summary_and_best_portfolios(tmp_path: Path, csv_file: Pa
         "done",
     ]
     assert [p for _, p in steps] == sorted(p for _, p in steps) and steps[-1] == ("done", 100.0)
-    assert summary["skipped_algorithms"] == []  # every enabled algorithm is available, so none is skipped
+    assert "skipped_algorithms" not in summary  # removed in schema 3: it was always empty
 
 
 def test_winner_fitness_matches_an_independent_recomputation(tmp_path: Path, csv_file: Path) -> None:
