@@ -110,6 +110,22 @@ class _Book:
 def optimization_workbook(report: RunReport, path: Path) -> None:
     """``optimization_summary.xlsx``: summary, results, best portfolio, strategy metrics, ULTA, zones, validation."""
     book = _Book(path)
+    _summary_sheet(book, report)
+    _results_sheet(book, report)
+    _portfolio_sheets(book, report)
+    _ulta_sheet(book, report)
+    _zones_sheet(book, report)
+    book.table(
+        "Validation",
+        ["Figure", "Chosen on validation", "Highest in-sample fitness"],
+        _validation_rows(report),
+        [None, book.general, book.general],
+        [44, 40, 40],
+    )
+    book.book.close()
+
+
+def _summary_sheet(book: _Book, report: RunReport) -> None:
     w, i = report.winner, report.input
     summary: list[list[Any]] = [
         ["Job", report.job_id],
@@ -127,6 +143,9 @@ def optimization_workbook(report: RunReport, path: Path) -> None:
         *([label, w.metrics[key]] for key, label in METRIC_LABELS),
     ]
     book.table("Summary", ["Item", "Value"], summary, [None, book.general], [30, 40])
+
+
+def _results_sheet(book: _Book, report: RunReport) -> None:
     results = [
         [
             r.size,
@@ -158,6 +177,11 @@ def optimization_workbook(report: RunReport, path: Path) -> None:
         [None, None, None, book.general, book.ratio, book.ratio, None, book.ratio, None],
         [8, 24, 9, 16, 12, 12, 12, 10, 40],
     )
+
+
+def _portfolio_sheets(book: _Book, report: RunReport) -> None:
+    """The winner's members and every strategy, with their own metrics."""
+    w = report.winner
     table = _metrics(report)
     metric_headers = ["ROI", "Max drawdown", "Win %", "Profit factor", "Expectancy", "Sharpe"]
     metric_formats = [book.money, book.money, book.ratio, book.ratio, book.money, book.ratio]
@@ -184,6 +208,9 @@ def optimization_workbook(report: RunReport, path: Path) -> None:
         [None, None, *metric_formats],
         [44, 9, 14, 14, 9, 12, 12, 9],
     )
+
+
+def _ulta_sheet(book: _Book, report: RunReport) -> None:
     ordered = sorted(report.inversions, key=lambda inv: (inv.original_total, inv.name))  # as the Markdown report
     ulta = [
         [inv.name, inv.original_total, inv.inverted_total, inv.worst_day, inv.total_to_worst_day] for inv in ordered
@@ -195,6 +222,9 @@ def optimization_workbook(report: RunReport, path: Path) -> None:
         [None, book.money, book.money, book.money, book.ratio],
         [44, 16, 16, 14, 18],
     )
+
+
+def _zones_sheet(book: _Book, report: RunReport) -> None:
     book.table(
         "Zones",
         [
@@ -228,14 +258,6 @@ def optimization_workbook(report: RunReport, path: Path) -> None:
         ],
         [24, 8, 9, 10, 22, 16, 14, 14, 18, 12, 12, 80],
     )
-    book.table(
-        "Validation",
-        ["Figure", "Chosen on validation", "Highest in-sample fitness"],
-        _validation_rows(report),
-        [None, book.general, book.general],
-        [44, 40, 40],
-    )
-    book.book.close()
 
 
 def _or_blank(value: float | None) -> float | str:
