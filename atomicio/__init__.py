@@ -27,7 +27,8 @@ def atomic_path(path: Path, *, exclusive: bool = False, mode: int | None = None)
         ``path`` exists already.
     mode : permission bits for the file (e.g. 0o664 on a share); the umask's default otherwise.
     """
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # A short name: the target's own may already be near the 255-byte limit of a file name.
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
     os.close(fd)
     tmp = Path(name)
     try:

@@ -36,3 +36,10 @@ def test_exclusive_never_replaces_an_existing_file(tmp_path: Path) -> None:
     with atomic_path(fresh, exclusive=True, mode=0o640) as tmp:
         tmp.write_text("x")
     assert fresh.read_text() == "x" and fresh.stat().st_mode & 0o777 == 0o640
+
+
+def test_a_name_at_the_length_limit_is_written(tmp_path: Path) -> None:
+    target = tmp_path / ("j" * 250 + ".json")  # 255 bytes: no room to lengthen it for the temporary file
+    with atomic_path(target) as tmp:
+        tmp.write_text("{}")
+    assert target.read_text() == "{}"
