@@ -21,9 +21,10 @@ from pydantic import BaseModel, Field
 
 from api import views
 from api.page import STATUS_PAGE
-from jobqueue.daemon import JOB_ID
+from jobqueue.checks import JOB_ID
 from jobqueue.share import Share, write_json_exclusive
-from jobqueue.store import FINAL, QueueStore, now_iso
+from jobqueue.store import FINAL, now_iso
+from jobqueue.view import QueueView
 from optimizer import __version__
 from optimizer.naming import job_stem
 
@@ -56,7 +57,7 @@ def create_app(
         version=__version__,
         description="Progress of the portfolio optimisation jobs queued on the share.",
     )
-    store = QueueStore(store_path)
+    store = QueueView(store_path)  # read-only: jobs are submitted as files, cancelled through the daemon
 
     def authorise(authorization: str | None) -> None:
         if not token:

@@ -1,6 +1,6 @@
 """What the status API and ``heavyopt status`` show, read from the daemon's job database.
 
-Plain functions over a :class:`QueueStore`, so the HTTP endpoints and the terminal command
+Plain functions over a read-only :class:`QueueView`, so the HTTP endpoints and the terminal command
 print the same thing.
 """
 
@@ -10,8 +10,8 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from jobqueue.daemon import result_document
-from jobqueue.store import QueueStore
+from jobqueue.publisher import result_document
+from jobqueue.view import QueueView
 
 STATES = ("claiming", "queued", "running", "completed", "failed")
 STEP_NAMES = ("load", "store", "ulta", "fetch", "correlation", "search", "validation", "zones", "outputs")
@@ -38,10 +38,10 @@ def job_summary(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def status(store: QueueStore) -> dict[str, Any]:
+def status(store: QueueView) -> dict[str, Any]:
     """``GET /status``: idle or running, the running job's progress and step, the queue."""
-    running = store.rows("state = 'running'")
-    queued = store.rows("state IN ('claiming', 'queued')")
+    running = store.jobs("running")
+    queued = store.waiting()
     daemon = store.daemon()
     job = job_summary(running[0]) if running else None
     return {
@@ -57,10 +57,9 @@ def status(store: QueueStore) -> dict[str, Any]:
     }
 
 
-def jobs(store: QueueStore, state: str | None, limit: int, offset: int) -> dict[str, Any]:
+def jobs(store: QueueView, state: str | None, limit: int, offset: int) -> dict[str, Any]:
     """``GET /jobs``: newest first."""
-    where, params = ("state = ?", (state,)) if state else ("1", ())
-    rows = store.rows(where, params)
+    rows = store.jobs(state)
     rows.reverse()
     return {
         "total": len(rows),
@@ -70,9 +69,9 @@ def jobs(store: QueueStore, state: str | None, limit: int, offset: int) -> dict[
     }
 
 
-def job(store: QueueStore, job_id: str) -> dict[str, Any] | None:
+def job(store: QueueView, job_id: str) -> dict[str, Any] | None:
     """``GET /jobs/{id}``: the latest job of that id, as its result file has it, plus live progress."""
-    rows = store.rows("job_id = ?", (job_id,))
+    rows = store.submissions(job_id)
     if not rows:
         return None
     row = rows[-1]
@@ -86,11 +85,11 @@ def job(store: QueueStore, job_id: str) -> dict[str, Any] | None:
     return doc
 
 
-def health(store: QueueStore, rescan_s: float) -> tuple[bool, dict[str, Any]]:
+def health(store: QueueView, rescan_s: float) -> tuple[bool, dict[str, Any]]:
     """Liveness: the store answers and the daemon scanned the share recently."""
     try:
         daemon = store.daemon()
-        store.rows("seq = -1")
+        store.ping()
         reachable = True
     except Exception as exc:  # noqa: BLE001 - reported as the health check's answer
         return False, {"status": "error", "store": f"unreachable: {type(exc).__name__}: {exc}"}
@@ -107,9 +106,9 @@ def health(store: QueueStore, rescan_s: float) -> tuple[bool, dict[str, Any]]:
     }
 
 
-def metrics(store: QueueStore) -> str:
+def metrics(store: QueueView) -> str:
     """Prometheus text exposition (version 0.0.4)."""
-    rows = store.rows()
+    rows = store.jobs()
     lines = [
         "# HELP heavyopt_jobs Jobs in the database by state.",
         "# TYPE heavyopt_jobs gauge",

@@ -381,7 +381,7 @@ def submit(
     import shutil
     import time
 
-    from jobqueue.daemon import JOB_ID
+    from jobqueue.checks import JOB_ID
     from jobqueue.share import Share, write_json_atomic
     from optimizer.naming import job_stem
 
@@ -463,7 +463,7 @@ def status(
     """What the daemon is doing, from its job database (the same as GET /status and GET /jobs)."""
     from api import views
     from jobqueue.daemon import state_dir
-    from jobqueue.store import QueueStore
+    from jobqueue.view import QueueView
 
     extra = [f"DATABASE.data_dir={data_dir.absolute()}"] if data_dir is not None else []
     try:
@@ -473,7 +473,7 @@ def status(
             raise ConfigError(
                 f"config error: no job database at {path}; give the daemon's --data-dir (DATABASE.data_dir)"
             )
-        store = QueueStore(path)
+        store = QueueView(path)
         if job_id is not None:
             doc = views.job(store, job_id)
             if doc is None:

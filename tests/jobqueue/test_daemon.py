@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from errors import ConfigError
-from jobqueue.daemon import Daemon, Rejected, _portfolio_range
+from jobqueue.checks import Rejected, portfolio_range
+from jobqueue.daemon import Daemon
 from jobqueue.share import is_temporary
 from tests.conftest import gone
 from tests.jobqueue.conftest import SLOW_SETS, Env, read_json, wait_for
@@ -286,12 +287,12 @@ def test_a_second_daemon_on_the_same_state_is_refused(env: Env, daemon) -> None:
 def test_names_and_sizes() -> None:
     assert is_temporary("~$Book1.csv") and is_temporary("x.csv.TMP") and is_temporary("a.partial")
     assert not is_temporary("book.csv")
-    assert _portfolio_range("j", 50) == (50, 50)
-    assert _portfolio_range("j", "35-100") == (35, 100)
-    assert _portfolio_range("j", [35, 40]) == (35, 40)
+    assert portfolio_range("j", 50) == (50, 50)
+    assert portfolio_range("j", "35-100") == (35, 100)
+    assert portfolio_range("j", [35, 40]) == (35, 40)
     for bad in ("x", True, [40, 35], 1, None):
         with pytest.raises(Rejected):
-            _portfolio_range("j", bad)
+            portfolio_range("j", bad)
 
 
 # ---------------------------------------------------------------- the daemon as a process
@@ -335,18 +336,25 @@ def test_a_job_that_keeps_crashing_the_daemon_is_failed_with_a_reason(env: Env, 
     assert last.wait() == 0
 
 
-def test_sigterm_lets_the_running_job_finish(env: Env, watch) -> None:
+def test_sigterm_lets_the_running_job_finish(env: Env, watch, tmp_path: Path) -> None:
+    from optimizer.synthetic import write_csv
+
     proc = watch(*SLOW_SETS, "QUEUE.stop_grace_s=120")
     env.drop("finish.csv")
     store = env.store()
     wait_for(lambda: store.rows("state = 'running'"), 60, "running")
-    env.drop("later.csv")
-    time.sleep(0.5)
+    # Another input (not a duplicate of the first), claimed and checked before the stop: ready to start.
+    env.drop("later.csv", write_csv(tmp_path / "later.csv", 200, 30, seed=4))
+    wait_for(
+        lambda: store.rows("input_name = 'later.csv' AND state = 'queued' AND layers_json IS NOT NULL"),
+        60,
+        "later.csv to be queued",
+    )
     proc.signal(signal.SIGTERM)
     assert proc.wait(180) == 0
     states = {r["input_name"]: r["state"] for r in store.rows()}
-    assert states["finish.csv"] == "completed"
-    assert states.get("later.csv", "queued") == "queued"  # claimed or not, never started after the stop
+    assert states == {"finish.csv": "completed", "later.csv": "queued"}  # never started after the stop
+    assert [r["input_file"] for r in env.results()] == ["finish.csv"]
     assert read_json(env.share.status_file)["status"] == "stopped"
 
 
@@ -443,13 +451,14 @@ def test_hostile_and_odd_files_fail_alone_and_the_queue_goes_on(env: Env, daemon
     by_id = {r["job_id"]: r for r in env.results()}
     assert "not a regular file" in by_id["folder"]["reason"] and "not a regular file" in by_id["fifo"]["reason"]
     assert "not valid JSON" in by_id["nested"]["reason"]
-    assert "portfolio_size 1e999" in by_id["huge"]["reason"] or "portfolio_size inf" in by_id["huge"]["reason"]
+    assert "huge.json: portfolio_size inf: use a number" in by_id["huge"]["reason"]  # JSON's 1e999 reads as inf
     assert "use 1–100 letters" in by_id[long_id]["reason"] and "use 1–100 letters" in by_id["Desk 1"]["reason"]
     assert by_id["UPPER"]["status"] == "completed" and by_id["j9"]["status"] == "completed"
     assert by_id["j9"]["archived_input"].startswith("archive/j9.") and list(outside.iterdir()) == []
     # The rejected job file's input went to its archive folder: it was not run as a CSV of its own.
     assert by_id["Desk 1"]["archived_input"].endswith("/desk.csv")
-    assert (env.share.archive / "h.csv").exists() is False
+    assert by_id["huge"]["archived_input"].endswith("/h.csv") and (env.root / by_id["huge"]["archived_input"]).is_file()
+    assert not (env.share.input / "h.csv").exists() and not (env.share.input / "desk.csv").exists()
     time.sleep(1.0)
     assert not any(r["input_file"] in ("desk.csv", "h.csv") and r["status"] == "completed" for r in env.results())
     # The folder named like a CSV failed as a job; the badly named file is left alone; the daemon still runs.
