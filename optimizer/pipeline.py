@@ -478,28 +478,11 @@ def _run_stored(
         job_id=job_id,
         created_at=created_at,
         version=__version__,
-        input=InputSummary(
-            file=path.name,
-            sha256=dataset.sha256,
-            rows=dataset.n_rows + excluded,
-            days=int(main.dates.shape[0]),
-            strategies=len(dataset.strategies),
-            blank_cells=dataset.blank_cells,
-            date_format=dataset.date_format,
-            first_date=str(main.dates[0]),
-            last_date=str(main.dates[-1]),
-            zones=tuple(zone_names(dataset)) if dataset.zones is not None else None,
-            excluded_rows=excluded,
-        ),
+        input=_input_summary(path, dataset, excluded, main.dates),
         config=config.to_dict(),
         seed=config.general.seed,
         database=db.url,
-        compute={
-            "array_module": compute.choice.name,
-            "device": compute.choice.device,
-            "workers": 1 if compute.choice.on_gpu else compute_workers(config),
-            "threads": compute_threads(config),
-        },
+        compute=_compute_summary(config, compute),
         timings_s=tuple(steps.timings.items()),
         ulta_enabled=config.optimization.apply_ulta_logic,
         # Described on the input's own daily totals; in zone mode the decision was made on the combination.
@@ -520,3 +503,28 @@ def _run_stored(
         in_sample_winner=main.in_sample_winner,
         in_sample_winner_daily=tuple(final.pnl[:, list(main.in_sample_winner.members)].mean(axis=1).tolist()),
     )
+
+
+def _input_summary(path: Path, dataset: Dataset, excluded: int, dates: np.ndarray) -> InputSummary:
+    return InputSummary(
+        file=path.name,
+        sha256=dataset.sha256,
+        rows=dataset.n_rows + excluded,
+        days=int(dates.shape[0]),
+        strategies=len(dataset.strategies),
+        blank_cells=dataset.blank_cells,
+        date_format=dataset.date_format,
+        first_date=str(dates[0]),
+        last_date=str(dates[-1]),
+        zones=tuple(zone_names(dataset)) if dataset.zones is not None else None,
+        excluded_rows=excluded,
+    )
+
+
+def _compute_summary(config: Config, compute: JobCompute) -> dict[str, Any]:
+    return {
+        "array_module": compute.choice.name,
+        "device": compute.choice.device,
+        "workers": 1 if compute.choice.on_gpu else compute_workers(config),
+        "threads": compute_threads(config),
+    }
