@@ -250,9 +250,10 @@ def _daemon(
     log_format: str = "text",
 ) -> Any:
     """The configured queue daemon, with logging set up; not started."""
-    from jobqueue.daemon import Daemon, server_layers, state_dir
+    from jobqueue.daemon import Daemon, server_layers
     from jobqueue.share import Share
     from optimizer.config import build_config
+    from optimizer.config import data_dir as data_folder
     from optimizer.logs import LOG_FORMATS, setup_logging
 
     if log_format not in LOG_FORMATS:
@@ -269,7 +270,7 @@ def _daemon(
     if not config.queue.share:
         raise ConfigError("config error: QUEUE.share is not set; give --share DIR or set it in the config file")
     setup_logging(log_format)
-    return Daemon(Share(Path(config.queue.share).absolute()), config, layers, state_dir(config).absolute())
+    return Daemon(Share(Path(config.queue.share).absolute()), config, layers, data_folder(config).absolute())
 
 
 @app.command()
@@ -327,7 +328,7 @@ def serve(
         daemon.start()
         try:
             web = create_app(
-                daemon.state_dir / "queue.sqlite3",
+                daemon.data_dir / "queue.sqlite3",
                 daemon.share,
                 token=api.token,
                 rescan_s=daemon.config.queue.rescan_s,
@@ -462,13 +463,13 @@ def status(
 ) -> None:
     """What the daemon is doing, from its job database (the same as GET /status and GET /jobs)."""
     from api import views
-    from jobqueue.daemon import state_dir
     from jobqueue.view import QueueView
+    from optimizer.config import data_dir as data_folder
 
     extra = [f"DATABASE.data_dir={data_dir.absolute()}"] if data_dir is not None else []
     try:
         config = _config(config_file, None, extra)
-        path = state_dir(config) / "queue.sqlite3"
+        path = data_folder(config) / "queue.sqlite3"
         if not path.exists():
             raise ConfigError(
                 f"config error: no job database at {path}; give the daemon's --data-dir (DATABASE.data_dir)"

@@ -17,7 +17,7 @@ from typing import Any
 
 from errors import ConfigError, HeavyOptError
 from jobqueue.share import Share
-from optimizer.config import SERVER_SECTIONS, Layer, read_ini
+from optimizer.config_sources import SERVER_SECTIONS, Layer, read_ini
 
 JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,100}")
 JOB_TYPES = {

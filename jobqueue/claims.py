@@ -38,6 +38,7 @@ from jobqueue.store import QueueStore, now_iso
 from jobqueue.watcher import Watcher
 from optimizer.config import Layer, build_config
 from optimizer.config import Queue as QueueConfig
+from optimizer.naming import new_job_id
 
 log = logging.getLogger("heavyopt.queue")
 
@@ -96,8 +97,6 @@ class Claimer:
         return self._referenced
 
     def _claim_csv(self, path: Path, sidecar: Path | None) -> bool:
-        from optimizer.pipeline import new_job_id
-
         job_id = new_job_id(path)
         seq = self.store.add(
             job_id=job_id,

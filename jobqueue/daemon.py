@@ -43,7 +43,8 @@ from jobqueue.share import Share
 from jobqueue.store import QueueStore, now_iso
 from jobqueue.supervisor import Running, Supervisor, kill_leftovers
 from jobqueue.watcher import Watcher
-from optimizer.config import Config, Layer, default_data_dir, env_layer, overrides_layer, read_ini
+from optimizer.config import Config
+from optimizer.config_sources import Layer, env_layer, overrides_layer, read_ini
 
 log = logging.getLogger("heavyopt.queue")
 
@@ -62,7 +63,7 @@ class Daemon:
     share: Share
     config: Config
     server_layers: list[Layer]  # server config files, environment, --set (job layers go between them)
-    state_dir: Path
+    data_dir: Path
     host: str = field(default_factory=socket.gethostname)
     _publisher: Publisher = field(init=False, repr=False, compare=False)
     _claims: Claimer = field(init=False, repr=False, compare=False)
@@ -88,9 +89,9 @@ class Daemon:
     def start(self) -> None:
         """Lock the state folder, open the database, recover from a previous run, start watching."""
         self.share.ensure()
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
         self._lock()
-        self.store = QueueStore(self.state_dir / "queue.sqlite3")
+        self.store = QueueStore(self.data_dir / "queue.sqlite3")
         running: dict[int, Running] = {}
         self._publisher = Publisher(self.share, self.store, self.host, self.stop, running)
         self._claims = Claimer(self.share, self.q, self.store, self.watcher, self.server_layers, self._publisher)
@@ -108,14 +109,14 @@ class Daemon:
 
     def _lock(self) -> None:
         """Hold ``queue.lock`` in the state folder: one daemon per job database."""
-        self._lock_file = (self.state_dir / "queue.lock").open("a+")
+        self._lock_file = (self.data_dir / "queue.lock").open("a+")
         try:
             fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             self._lock_file.close()
             self._lock_file = None
             raise ConfigError(
-                f"queue error: another heavyopt daemon is running on {self.state_dir} "
+                f"queue error: another heavyopt daemon is running on {self.data_dir} "
                 "(queue.lock is held); stop it first, or give this one its own DATABASE.data_dir"
             ) from None
 
@@ -231,8 +232,3 @@ def server_layers(config_files: list[Path], sets: list[str], environ: Mapping[st
         env_layer(os.environ if environ is None else environ),
         overrides_layer(sets),
     ]
-
-
-def state_dir(config: Config) -> Path:
-    """The folder of the job database (``queue.sqlite3``) and its lock: ``DATABASE.data_dir``."""
-    return Path(config.database.data_dir) if config.database.data_dir else default_data_dir()

@@ -24,7 +24,6 @@ from algorithms.fitness import METRICS
 from dal.base import redact_url
 from errors import ConfigError
 from optimizer.config_sources import ALGORITHM_SECTIONS, SECTIONS, Layer, env_layer, overrides_layer, read_ini
-from optimizer.config_sources import SERVER_SECTIONS as SERVER_SECTIONS  # the queue checks job files with it
 
 DATE_FORMATS = ("auto", "YYYY-MM-DD", "DD-MM-YYYY", "MM-DD-YYYY")
 COMPUTE_BACKENDS = ("auto", "numpy", "cupy")

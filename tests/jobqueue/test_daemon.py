@@ -279,7 +279,7 @@ def test_a_job_over_its_timeout_is_stopped_and_the_worker_freed(env: Env, daemon
 
 def test_a_second_daemon_on_the_same_state_is_refused(env: Env, daemon) -> None:
     first = daemon()
-    second = Daemon(first.share, first.config, first.server_layers, first.state_dir)
+    second = Daemon(first.share, first.config, first.server_layers, first.data_dir)
     with pytest.raises(ConfigError, match="another heavyopt daemon is running"):
         second.start()
 
