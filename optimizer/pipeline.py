@@ -135,28 +135,8 @@ def run_job(
     backend = open_store(config)
     compute = JobCompute(choose(config, len(dataset.strategies), dataset.n_rows, config.portfolio.max_size))
     try:
-        backend.record_job(
-            job_id,
-            source=str(path),
-            status="running",
-            created_at=now(),
-            n_rows=dataset.n_rows,
-            n_strategies=len(dataset.strategies),
-            seed=config.general.seed,
-            config_json=json.dumps(config.to_dict()),
-        )
-        report = _run_stored(job_id, path, dataset, config, backend, steps, created_at, compute)
-        backend.record_results(job_id, [_result_row(r) for r in report.results])
-        report = dataclasses.replace(report, database=backend.url, fallbacks=_fallbacks(backend, compute))
-        with steps.step("outputs", OUTPUTS_START):
-            run_dir, errors = write_run_folder(report, Path(out_dir).absolute(), started_struct)
-        backend.record_job(
-            job_id,
-            status="completed",
-            finished_at=now(),
-            run_dir=str(run_dir),
-            winner_json=_winner_json(report.winner),
-            error="; ".join(f"output {line}" for line in errors),
+        report, run_dir, errors = _run_recorded(
+            job_id, path, dataset, config, backend, steps, created_at, compute, Path(out_dir), started_struct
         )
     except BaseException as exc:  # per-job boundary: record why, then report it
         failure = exc
@@ -175,6 +155,46 @@ def run_job(
     breaker_outcome(config, backend)
     steps.progress("done", 100.0)
     return JobOutcome(job_id, run_dir, report, tuple(errors))
+
+
+def _run_recorded(
+    job_id: str,
+    path: Path,
+    dataset: Dataset,
+    config: Config,
+    backend: Backend,
+    steps: _Steps,
+    created_at: str,
+    compute: JobCompute,
+    out_dir: Path,
+    started_struct: time.struct_time,
+) -> tuple[RunReport, Path, list[str]]:
+    """The job on its open store: recorded running, optimised, results stored, run folder written,
+    recorded completed. Returns the report, the run folder and the output files that failed."""
+    backend.record_job(
+        job_id,
+        source=str(path),
+        status="running",
+        created_at=now(),
+        n_rows=dataset.n_rows,
+        n_strategies=len(dataset.strategies),
+        seed=config.general.seed,
+        config_json=json.dumps(config.to_dict()),
+    )
+    report = _run_stored(job_id, path, dataset, config, backend, steps, created_at, compute)
+    backend.record_results(job_id, [_result_row(r) for r in report.results])
+    report = dataclasses.replace(report, database=backend.url, fallbacks=_fallbacks(backend, compute))
+    with steps.step("outputs", OUTPUTS_START):
+        run_dir, errors = write_run_folder(report, out_dir.absolute(), started_struct)
+    backend.record_job(
+        job_id,
+        status="completed",
+        finished_at=now(),
+        run_dir=str(run_dir),
+        winner_json=_winner_json(report.winner),
+        error="; ".join(f"output {line}" for line in errors),
+    )
+    return report, run_dir, list(errors)
 
 
 def _fallbacks(backend: Backend, compute: JobCompute) -> dict[str, str]:
@@ -259,13 +279,10 @@ def _optimise(
         last = k == len(windows.splits) - 1
         if last:
             oriented, inverted, names = pnl_all, stored.inverted, stored.strategies
-        else:  # an earlier walk-forward fold: ULTA's array twin, decided on that fold's training rows
-            inverted = (
-                ulta_mask(original[: _rows_before(dates, days, split)]) if ulta else np.zeros(len(strategies), bool)
+        else:
+            oriented, inverted, names = _fold_orientation(
+                original[: _rows_before(dates, days, split)], original_daily, strategies, ulta, path
             )
-            oriented = np.where(inverted, -original_daily, original_daily)
-            names = tuple(n + ULTA_SUFFIX if i else n for n, i in zip(strategies, inverted.tolist(), strict=True))
-            _check_unique_after_ulta(path, strategies, names)
 
         def fold_progress(what: str, share: float, k: int = k) -> None:
             progress(what, (k + share) / len(windows.splits))
@@ -287,6 +304,18 @@ def _optimise(
             )
         )
     return _validate(key, windows, searched, days, config, step, prefix)
+
+
+def _fold_orientation(
+    training_rows: np.ndarray, original_daily: np.ndarray, strategies: tuple[str, ...], ulta: bool, path: Path
+) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """An earlier walk-forward fold's daily P&L, inversions and names: ULTA's array twin, decided
+    on that fold's training rows (the SQL decision belongs to the last split)."""
+    inverted = ulta_mask(training_rows) if ulta else np.zeros(len(strategies), bool)
+    oriented = np.where(inverted, -original_daily, original_daily)
+    names = tuple(n + ULTA_SUFFIX if i else n for n, i in zip(strategies, inverted.tolist(), strict=True))
+    _check_unique_after_ulta(path, strategies, names)
+    return oriented, inverted, names
 
 
 def _rows_before(dates: np.ndarray, days: np.ndarray, split: Split) -> int:
@@ -470,6 +499,24 @@ def _run_stored(
         compute=compute,
     )
     zone_runs = _zone_runs(job_id, path, dataset, config, db, steps, weights, compute) if zoned else None
+    return _report(job_id, path, dataset, excluded, config, db, steps, created_at, compute, main, zone_runs, weights)
+
+
+def _report(
+    job_id: str,
+    path: Path,
+    dataset: Dataset,
+    excluded: int,
+    config: Config,
+    db: Backend,
+    steps: _Steps,
+    created_at: str,
+    compute: JobCompute,
+    main: _Optimised,
+    zone_runs: tuple[ZoneRun, ...] | None,
+    weights: dict[str, float],
+) -> RunReport:
+    """Everything the run folder shows, from the job's optimisation."""
     members = np.array(main.winner.members)
     ppy = config.optimization.periods_per_year
     final = main.final
