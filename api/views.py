@@ -7,8 +7,13 @@ print the same thing.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, SummaryMetricFamily
+from prometheus_client.registry import Collector
 
 from jobqueue.publisher import result_document
 from jobqueue.view import QueueView
@@ -106,34 +111,45 @@ def health(store: QueueView, rescan_s: float) -> tuple[bool, dict[str, Any]]:
     }
 
 
-def metrics(store: QueueView) -> str:
-    """Prometheus text exposition (version 0.0.4)."""
-    rows = store.jobs()
-    lines = [
-        "# HELP heavyopt_jobs Jobs in the database by state.",
-        "# TYPE heavyopt_jobs gauge",
-    ]
+class QueueCollector(Collector):
+    """The queue's Prometheus metrics, read from the job database at each scrape."""
+
+    def __init__(self, store: QueueView) -> None:
+        self.store = store
+
+    def collect(self) -> Iterator[Metric]:
+        rows = self.store.jobs()
+        yield from _queue_metrics(rows)
+        yield from _throughput_metrics([json.loads(r["result_json"]) for r in rows if _counts(r)])
+
+
+def _counts(row: dict[str, Any]) -> bool:
+    """Whether a job's timings and evaluations go into the metrics: completed, not a duplicate, with a result."""
+    return row["state"] == "completed" and not row["duplicate_of"] and bool(row["result_json"])
+
+
+def _queue_metrics(rows: list[dict[str, Any]]) -> Iterator[Metric]:
+    jobs = GaugeMetricFamily("heavyopt_jobs", "Jobs in the database by state.", labels=["state"])
     for state in STATES:
-        lines.append(f'heavyopt_jobs{{state="{state}"}} {sum(r["state"] == state for r in rows)}')
-    lines += [
-        "# HELP heavyopt_queue_depth Jobs waiting to run.",
-        "# TYPE heavyopt_queue_depth gauge",
-        f"heavyopt_queue_depth {sum(r['state'] in ('claiming', 'queued') for r in rows)}",
-        "# HELP heavyopt_job_progress_percent Progress of each running job.",
-        "# TYPE heavyopt_job_progress_percent gauge",
-    ]
+        jobs.add_metric([state], sum(r["state"] == state for r in rows))
+    yield jobs
+    yield GaugeMetricFamily(
+        "heavyopt_queue_depth", "Jobs waiting to run.", value=sum(r["state"] in ("claiming", "queued") for r in rows)
+    )
+    progress = GaugeMetricFamily("heavyopt_job_progress_percent", "Progress of each running job.", labels=["job_id"])
     for r in rows:
         if r["state"] == "running":
-            lines.append(f'heavyopt_job_progress_percent{{job_id="{r["job_id"]}"}} {float(r["progress"] or 0):g}')
+            progress.add_metric([r["job_id"]], float(r["progress"] or 0))
+    yield progress
+
+
+def _throughput_metrics(results: list[dict[str, Any]]) -> Iterator[Metric]:
     step_sum: dict[str, float] = {}
     step_count: dict[str, int] = {}
     evaluations = 0
     search_s = 0.0
     last_rate: float | None = None
-    for r in rows:
-        if r["state"] != "completed" or r["duplicate_of"] or not r["result_json"]:
-            continue
-        result = json.loads(r["result_json"])
+    for result in results:
         for step, seconds in (result.get("timings_s") or {}).items():
             step_sum[step] = step_sum.get(step, 0.0) + float(seconds)
             step_count[step] = step_count.get(step, 0) + 1
@@ -141,22 +157,28 @@ def metrics(store: QueueView) -> str:
             evaluations += int(result["evaluations"])
             search_s += float(result["timings_s"]["search"])
             last_rate = result["evaluations"] / result["timings_s"]["search"]
-    lines += [
-        "# HELP heavyopt_step_duration_seconds Time spent in each pipeline step by completed jobs.",
-        "# TYPE heavyopt_step_duration_seconds summary",
-    ]
+    steps = SummaryMetricFamily(
+        "heavyopt_step_duration_seconds", "Time spent in each pipeline step by completed jobs.", labels=["step"]
+    )
     for step in sorted(step_sum):
-        lines.append(f'heavyopt_step_duration_seconds_sum{{step="{step}"}} {step_sum[step]:.6f}')
-        lines.append(f'heavyopt_step_duration_seconds_count{{step="{step}"}} {step_count[step]}')
-    lines += [
-        "# HELP heavyopt_evaluations_total Portfolio evaluations by completed jobs.",
-        "# TYPE heavyopt_evaluations_total counter",
-        f"heavyopt_evaluations_total {evaluations}",
-        "# HELP heavyopt_evaluations_per_second Evaluations per second of search, over all completed jobs.",
-        "# TYPE heavyopt_evaluations_per_second gauge",
-        f"heavyopt_evaluations_per_second {evaluations / search_s if search_s else 0.0:.3f}",
-        "# HELP heavyopt_last_job_evaluations_per_second Evaluations per second of the latest completed job.",
-        "# TYPE heavyopt_last_job_evaluations_per_second gauge",
-        f"heavyopt_last_job_evaluations_per_second {last_rate or 0.0:.3f}",
-    ]
-    return "\n".join(lines) + "\n"
+        steps.add_metric([step], count_value=step_count[step], sum_value=round(step_sum[step], 6))
+    yield steps
+    # The family is "heavyopt_evaluations": the client names a counter's sample "<family>_total".
+    yield CounterMetricFamily("heavyopt_evaluations", "Portfolio evaluations by completed jobs.", value=evaluations)
+    yield GaugeMetricFamily(
+        "heavyopt_evaluations_per_second",
+        "Evaluations per second of search, over all completed jobs.",
+        value=round(evaluations / search_s if search_s else 0.0, 3),
+    )
+    yield GaugeMetricFamily(
+        "heavyopt_last_job_evaluations_per_second",
+        "Evaluations per second of the latest completed job.",
+        value=round(last_rate or 0.0, 3),
+    )
+
+
+def metrics(store: QueueView) -> bytes:
+    """Prometheus text exposition, through a fresh registry per scrape."""
+    registry = CollectorRegistry()
+    registry.register(QueueCollector(store))
+    return generate_latest(registry)

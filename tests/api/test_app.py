@@ -11,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from api import views
 from api.app import create_app
 from jobqueue.daemon import Daemon
 from tests.jobqueue.conftest import SLOW_SETS, Env, wait_for
@@ -48,9 +49,31 @@ def test_status_jobs_job_health_metrics_after_a_job(env: Env, daemon) -> None:
     assert job["winner"]["size"] in (10, 11) and job["output_folder"] == listing["items"][0]["run_folder"]
     assert job["validation"]["method"] == "holdout" and job["in_sample_winner"]["size"] in (10, 11)
     assert listing["items"][0]["verdict"] == job["validation"]["verdict"]
-    # The API answers exactly what the result file on the share holds, plus live fields.
+    # Worked out apart from the daemon: what this test did (desk.csv dropped once, no job file) and what the
+    # job's own process wrote to its run folder. The API and the result file on the share must both say it.
+    summary = json.loads((env.root / job["output_folder"] / "execution_summary.json").read_text())
+    winner_keys = ("size", "algorithm", "fitness", "metrics", "strategies")  # docs/operations.md, the result file
+    expected = {
+        "job_id": job_id,
+        "status": "completed",
+        "input_file": "desk.csv",
+        "archived_input": f"archive/{job_id}/desk.csv",
+        "attempts": 1,
+        "reason": None,
+        "duplicate_of": None,
+        "request": None,
+        "winner": {k: summary["winner"][k] for k in winner_keys},
+        "in_sample_winner": {k: summary["in_sample_winner"][k] for k in winner_keys},
+        "timings_s": summary["timings_s"],
+        "strategies": summary["input"]["strategies"],
+        "days": summary["input"]["days"],
+        "inverted": summary["ulta"]["inverted"],
+        "evaluations": sum(r["evaluations"] for r in summary["results"]),
+    }
     on_share = json.loads((env.share.completed / f"{job_id}.json").read_text())
-    assert {k: job[k] for k in on_share} == on_share
+    assert {k: job[k] for k in expected} == expected
+    assert {k: on_share[k] for k in expected} == expected
+    assert set(job) - set(on_share) == {"seq", "step", "progress", "submissions"}  # the API's live fields
     assert client.get("/jobs/no-such-job").status_code == 404
 
     health = client.get("/health")
@@ -169,3 +192,34 @@ def test_no_endpoint_reads_a_path(env: Env, path: str) -> None:
     response = client_for(env).get(path)
     assert response.status_code == 404
     assert "root:" not in response.text
+
+
+def test_metrics_sample_names_types_and_values() -> None:
+    """The scrape keeps the names of the hand-written exposition (a counter's sample ends in ``_total``)."""
+
+    def row(job_id: str, state: str, progress: float | None = 0.0, result: Any = None) -> dict[str, Any]:
+        return {"job_id": job_id, "state": state, "progress": progress, "duplicate_of": None, "result_json": result}
+
+    done = json.dumps({"timings_s": {"load": 0.1234567, "search": 2.5}, "evaluations": 1000})
+    rows = [row("a", "completed", 100, done), row("b", "running", 37.25), row("c", "running", None), row("d", "queued")]
+    store = type("Store", (), {"jobs": lambda self, state=None: rows})()
+    samples = {
+        (s.name, tuple(s.labels.values())): s.value
+        for f in text_string_to_metric_families(views.metrics(store).decode())
+        for s in f.samples
+    }
+    assert samples == {
+        **{("heavyopt_jobs", (state,)): n for state, n in zip(views.STATES, (0, 1, 2, 1, 0), strict=True)},
+        ("heavyopt_queue_depth", ()): 1,
+        ("heavyopt_job_progress_percent", ("b",)): 37.25,
+        ("heavyopt_job_progress_percent", ("c",)): 0,
+        ("heavyopt_step_duration_seconds_count", ("load",)): 1,
+        ("heavyopt_step_duration_seconds_sum", ("load",)): 0.123457,
+        ("heavyopt_step_duration_seconds_count", ("search",)): 1,
+        ("heavyopt_step_duration_seconds_sum", ("search",)): 2.5,
+        ("heavyopt_evaluations_total", ()): 1000,
+        ("heavyopt_evaluations_per_second", ()): 400,
+        ("heavyopt_last_job_evaluations_per_second", ()): 400,
+    }
+    types = {f.name: f.type for f in text_string_to_metric_families(views.metrics(store).decode())}
+    assert types["heavyopt_evaluations"] == "counter" and types["heavyopt_step_duration_seconds"] == "summary"
