@@ -141,15 +141,11 @@ def bench(
     if with_sweep:
         rows += sweep(strategies, days, seed, Path(tempfile.gettempdir()))
     wide = Console(width=max(out.width, 132))
-    table = Table(title=f"heavyopt bench: {strategies} × {days}, {os.cpu_count()} CPUs, {platform.processor() or ''}")
-    for col in ("step", "seconds", "rate", "baseline", "speed-up"):
-        table.add_column(col, justify="left" if col in ("step", "baseline") else "right")
-    for r in rows:
-        rate = f"{r.rate:,.0f} {r.unit}" if r.rate is not None else ""
-        base = f"{r.baseline} {r.baseline_seconds:.3f}s" if r.baseline_seconds is not None else ""
-        speed = f"{r.speedup:.1f}×" if r.speedup is not None else ""
-        table.add_row(r.step, f"{r.seconds:.3f}", rate, base, speed)
-    wide.print(table)
+    wide.print(
+        _steps_table(
+            rows, f"heavyopt bench: {strategies} × {days}, {os.cpu_count()} CPUs, {platform.processor() or ''}"
+        )
+    )
     scores: list[Any] = []
     blind: list[Any] = []
     if seeds:
@@ -158,21 +154,7 @@ def bench(
         # Before/after in one run: guided (the default) and blind (OPTIMIZATION.guided = false).
         scores = quality(measured.guided(True), seeds, budget)
         blind = quality(measured.guided(False), seeds, budget)
-        table = Table(
-            title=f"quality: best fitness ({metric} − 10·avgcorr), n = {problem.size}, "
-            f"{budget:,} evaluations, {seeds} seeds, ULTA on; guided (default) and blind (OPTIMIZATION.guided=false)"
-        )
-        for col in ("algorithm", "mean", "std", "min", "median", "max", "s/run", "blind mean", "blind s/run"):
-            table.add_column(col, justify="left" if col == "algorithm" else "right")
-        for q, b in zip(scores, blind, strict=True):
-            table.add_row(
-                q.algorithm,
-                *(f"{v:,.4g}" for v in (q.mean, q.std, q.minimum, q.median, q.maximum)),
-                f"{q.seconds:.3f}",
-                f"{b.mean:,.4g}",
-                f"{b.seconds:.3f}",
-            )
-        wide.print(table)
+        wide.print(_quality_table(scores, blind, metric, problem.size, budget, seeds))
     if json_file:
         payload = {
             "strategies": strategies,
@@ -192,6 +174,37 @@ def bench(
             },
         }
         json_file.write_text(json.dumps(payload, indent=2) + "\n")
+
+
+def _steps_table(rows: list[Any], title: str) -> Table:
+    table = Table(title=title)
+    for col in ("step", "seconds", "rate", "baseline", "speed-up"):
+        table.add_column(col, justify="left" if col in ("step", "baseline") else "right")
+    for r in rows:
+        rate = f"{r.rate:,.0f} {r.unit}" if r.rate is not None else ""
+        base = f"{r.baseline} {r.baseline_seconds:.3f}s" if r.baseline_seconds is not None else ""
+        speed = f"{r.speedup:.1f}×" if r.speedup is not None else ""
+        table.add_row(r.step, f"{r.seconds:.3f}", rate, base, speed)
+    return table
+
+
+def _quality_table(scores: list[Any], blind: list[Any], metric: str, size: int, budget: int, seeds: int) -> Table:
+    """Guided (the default) beside blind (OPTIMIZATION.guided = false), from one run."""
+    table = Table(
+        title=f"quality: best fitness ({metric} − 10·avgcorr), n = {size}, "
+        f"{budget:,} evaluations, {seeds} seeds, ULTA on; guided (default) and blind (OPTIMIZATION.guided=false)"
+    )
+    for col in ("algorithm", "mean", "std", "min", "median", "max", "s/run", "blind mean", "blind s/run"):
+        table.add_column(col, justify="left" if col == "algorithm" else "right")
+    for q, b in zip(scores, blind, strict=True):
+        table.add_row(
+            q.algorithm,
+            *(f"{v:,.4g}" for v in (q.mean, q.std, q.minimum, q.median, q.maximum)),
+            f"{q.seconds:.3f}",
+            f"{b.mean:,.4g}",
+            f"{b.seconds:.3f}",
+        )
+    return table
 
 
 @app.command()

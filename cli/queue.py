@@ -12,6 +12,7 @@ from rich.table import Table
 
 from cli.common import WAIT_TIMEOUT_EXIT, ConfigOpt, SetOpt, app, config_from, err, fail, out, print_validation
 from errors import ConfigError, HeavyOptError, InputError, JobFailed
+from optimizer.config import Config
 
 ShareOpt = Annotated[Path | None, typer.Option(help="Share root with input/, jobs/, output/, archive/ [QUEUE.share].")]
 DataDirOpt = Annotated[Path | None, typer.Option(help="Job database and DuckDB store [DATABASE.data_dir].")]
@@ -84,13 +85,7 @@ def serve(
     log_format: LogFormatOpt = "text",
 ) -> None:
     """The queue daemon and the status API in one service (runs until SIGTERM)."""
-    import logging
     import signal
-    import threading
-
-    import uvicorn
-
-    from api.app import create_app
 
     extra = [*(sets or [])]
     if host is not None:
@@ -99,39 +94,11 @@ def serve(
         extra.append(f"API.port={port}")
     try:
         daemon = _daemon(share, config_file, data_dir, poll, extra, log_format)
-        api = daemon.config.api
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: daemon.stop.set())
         daemon.start()
         try:
-            web = create_app(
-                daemon.data_dir / "queue.sqlite3",
-                daemon.share,
-                token=api.token,
-                rescan_s=daemon.config.queue.rescan_s,
-                daemon=daemon,
-            )
-            server = uvicorn.Server(
-                uvicorn.Config(
-                    web,
-                    host=api.host,
-                    port=api.port,
-                    access_log=False,
-                    timeout_graceful_shutdown=5,
-                    log_config=None,  # uvicorn logs through our handler (text or JSON)
-                )
-            )
-            thread = threading.Thread(target=server.run, name="api", daemon=True)
-            thread.start()
-            while not server.started and thread.is_alive():
-                time.sleep(0.05)
-            if not server.started:
-                raise ConfigError(
-                    f"config error: the status API cannot listen on {api.host}:{api.port} (see the log above); "
-                    "set API.port / --port to a free port"
-                )
-            bound = server.servers[0].sockets[0].getsockname()[1]
-            logging.getLogger("heavyopt").info("status API on http://%s:%s/", api.host, bound)
+            server, thread = _start_api(daemon)
         except BaseException:
             daemon.stop.set()
             daemon.close()
@@ -141,6 +108,47 @@ def serve(
         thread.join(timeout=30)
     except HeavyOptError as exc:
         raise fail(exc) from None
+
+
+def _start_api(daemon: Any) -> tuple[Any, Any]:
+    """The status API on a thread beside the started daemon; returns once it listens."""
+    import logging
+    import threading
+
+    import uvicorn
+
+    from api.app import create_app
+
+    api = daemon.config.api
+    web = create_app(
+        daemon.data_dir / "queue.sqlite3",
+        daemon.share,
+        token=api.token,
+        rescan_s=daemon.config.queue.rescan_s,
+        daemon=daemon,
+    )
+    server = uvicorn.Server(
+        uvicorn.Config(
+            web,
+            host=api.host,
+            port=api.port,
+            access_log=False,
+            timeout_graceful_shutdown=5,
+            log_config=None,  # uvicorn logs through our handler (text or JSON)
+        )
+    )
+    thread = threading.Thread(target=server.run, name="api", daemon=True)
+    thread.start()
+    while not server.started and thread.is_alive():
+        time.sleep(0.05)
+    if not server.started:
+        raise ConfigError(
+            f"config error: the status API cannot listen on {api.host}:{api.port} (see the log above); "
+            "set API.port / --port to a free port"
+        )
+    bound = server.servers[0].sockets[0].getsockname()[1]
+    logging.getLogger("heavyopt").info("status API on http://%s:%s/", api.host, bound)
+    return server, thread
 
 
 @app.command()
@@ -156,77 +164,96 @@ def submit(
     ),
 ) -> None:
     """Queue FILE as a job on the share, as a Windows client would (used by the nightly timer)."""
-    import shutil
-
     from jobqueue.checks import JOB_ID
-    from jobqueue.share import Share, write_json_atomic
     from optimizer.naming import job_stem
 
     extra = [f"QUEUE.share={share.absolute()}"] if share is not None else []
     try:
         config = config_from(config_file, None, extra)
-        if not config.queue.share:
-            raise ConfigError("config error: QUEUE.share is not set; give --share DIR or set HEAVYOPT_QUEUE_SHARE")
-        where = Share(Path(config.queue.share))
-        if not where.input.is_dir() or not where.queue.is_dir():
-            raise ConfigError(
-                f"config error: QUEUE.share = {str(where.root)!r} has no input/ and jobs/queue/; is it the share "
-                "that heavyopt serve/watch uses (it creates them)?"
-            )
+        where = _submission_share(config)
         if not file.is_file():
             raise InputError(f"input error: {file}: no such file; give the CSV to submit")
         sidecar = Path(ini) if ini.strip() else None
         if sidecar is not None and not sidecar.is_file():
             raise ConfigError(f"config error: --ini {ini!r}: no such file")
-        stamp = time.strftime("%Y%m%d_%H%M%S")
-        job_id = job_id or f"{job_stem(file.name, 60)}-{stamp}"
+        job_id = job_id or f"{job_stem(file.name, 60)}-{time.strftime('%Y%m%d_%H%M%S')}"
         if not JOB_ID.fullmatch(job_id):
             raise ConfigError(f"config error: --job-id {job_id!r}: use 1–100 letters, digits, '_' or '-'")
         for folder in (where.queue, where.processing):
             if (folder / f"{job_id}.json").exists():
                 raise ConfigError(f"config error: job {job_id!r} is already queued; give another --job-id")
-        name = f"{job_id}.csv"
-        # Copied under names the daemon ignores, then renamed: it never sees a partial file.
-        if sidecar is not None:
-            shutil.copyfile(sidecar, where.input / f"~${job_id}.ini")
-            Path(where.input / f"~${job_id}.ini").rename(where.input / f"{job_id}.ini")
-        shutil.copyfile(file, where.input / f"~${name}")
-        Path(where.input / f"~${name}").rename(where.input / name)
-        write_json_atomic(
-            where.queue / f"{job_id}.json",
-            {
-                "job_id": job_id,
-                "input_file": name,
-                "job_type": "portfolio_optimization",
-                "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                "source": str(file.absolute()),
-                "submitted_by": "heavyopt submit",
-            },
-        )
+        name = _drop(where, file, sidecar, job_id)
         out.print(f"submitted {job_id}: {file} -> {where.rel(where.input / name)}", highlight=False, soft_wrap=True)
-        if not wait:
-            return
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for folder in (where.completed, where.failed):
-                path = folder / f"{job_id}.json"
-                if path.exists():
-                    result = json.loads(path.read_text(encoding="utf-8"))
-                    _print_job(result)
-                    if result["status"] != "completed":
-                        raise typer.Exit(JobFailed.exit_code)
-                    return
-            time.sleep(1.0)
-        err.print(
-            f"heavyopt: no result for job {job_id} after {timeout:g} s; it is still queued or running "
-            f"(heavyopt status {job_id}); is heavyopt serve/watch running on {where.root}?",
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
-        )
-        raise typer.Exit(WAIT_TIMEOUT_EXIT)
+        if wait:
+            _wait_for(where, job_id, timeout)
     except HeavyOptError as exc:
         raise fail(exc) from None
+
+
+def _submission_share(config: Config) -> Any:
+    """The share ``heavyopt submit`` drops into, checked to be one a daemon serves."""
+    from jobqueue.share import Share
+
+    if not config.queue.share:
+        raise ConfigError("config error: QUEUE.share is not set; give --share DIR or set HEAVYOPT_QUEUE_SHARE")
+    where = Share(Path(config.queue.share))
+    if not where.input.is_dir() or not where.queue.is_dir():
+        raise ConfigError(
+            f"config error: QUEUE.share = {str(where.root)!r} has no input/ and jobs/queue/; is it the share "
+            "that heavyopt serve/watch uses (it creates them)?"
+        )
+    return where
+
+
+def _drop(where: Any, file: Path, sidecar: Path | None, job_id: str) -> str:
+    """Copy the CSV (and sidecar) into input/ and write the job file; returns the CSV's name there.
+
+    Copied under names the daemon ignores, then renamed: it never sees a partial file."""
+    import shutil
+
+    from jobqueue.share import write_json_atomic
+
+    name = f"{job_id}.csv"
+    if sidecar is not None:
+        shutil.copyfile(sidecar, where.input / f"~${job_id}.ini")
+        Path(where.input / f"~${job_id}.ini").rename(where.input / f"{job_id}.ini")
+    shutil.copyfile(file, where.input / f"~${name}")
+    Path(where.input / f"~${name}").rename(where.input / name)
+    write_json_atomic(
+        where.queue / f"{job_id}.json",
+        {
+            "job_id": job_id,
+            "input_file": name,
+            "job_type": "portfolio_optimization",
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "source": str(file.absolute()),
+            "submitted_by": "heavyopt submit",
+        },
+    )
+    return name
+
+
+def _wait_for(where: Any, job_id: str, timeout: float) -> None:
+    """Print the job's result once published; exit 5 if it failed, 7 if none came in ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for folder in (where.completed, where.failed):
+            path = folder / f"{job_id}.json"
+            if path.exists():
+                result = json.loads(path.read_text(encoding="utf-8"))
+                _print_job(result)
+                if result["status"] != "completed":
+                    raise typer.Exit(JobFailed.exit_code)
+                return
+        time.sleep(1.0)
+    err.print(
+        f"heavyopt: no result for job {job_id} after {timeout:g} s; it is still queued or running "
+        f"(heavyopt status {job_id}); is heavyopt serve/watch running on {where.root}?",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+    raise typer.Exit(WAIT_TIMEOUT_EXIT)
 
 
 @app.command()
