@@ -126,6 +126,32 @@ def run_bench(
     strategies: int, days: int, seed: int, threads: int, work_dir: Path | None = None
 ) -> tuple[list[Row], Problem]:
     """Per-step timings; also returns the size-35 problem on the ULTA-applied data for :func:`quality`."""
+    rows, pnl = _storage_rows(strategies, days, seed, work_dir)
+    correlation, units, nonconstant = _correlation_rows(pnl, strategies)
+    rows += correlation
+
+    objective = Objective()
+    rng = np.random.default_rng(seed)
+    population = random_subsets(rng, strategies, SIZE, BATCH)
+    single = Problem.from_pnl(pnl, units, nonconstant, SIZE, objective, threads=1)
+    multi = Problem.from_pnl(pnl, units, nonconstant, SIZE, objective, threads=threads)
+    rows += _batch_fitness_rows(single, multi, population, threads)
+    rows.append(_reference_row(pnl, population, objective))
+
+    members = population[0]
+    out_pos, incoming = random_swaps(rng, members, strategies, SWAPS)
+    rows.append(_swap_row(single, members, out_pos, incoming))
+    rows.extend(_gpu_rows(pnl, units, nonconstant, population, members, out_pos, incoming, rows))
+    rows.append(Row("peak memory", 0.0, peak_rss_mb(), "MB RSS"))
+    return rows, single.with_size(QUALITY_SIZE)
+
+
+def _storage_rows(strategies: int, days: int, seed: int, work_dir: Path | None) -> tuple[list[Row], np.ndarray]:
+    """Write, parse, store, ULTA (in SQL and on arrays) and fetch a generated file.
+
+    Returns the rows and the ULTA-applied P&L matrix fetched back from DuckDB; raises
+    RuntimeError when ULTA in SQL and on arrays disagree.
+    """
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp_name:
         tmp = Path(tmp_name)
@@ -153,23 +179,27 @@ def run_bench(
         rows.append(Row("ULTA on arrays", seconds, strategies / seconds, "strategies/s"))
         if int(mask.sum()) != inverted or not np.array_equal(arr, stored.pnl):
             raise RuntimeError("bench: ULTA in SQL and on arrays disagree")
+    return rows, stored.pnl
 
-    pnl = stored.pnl
+
+def _correlation_rows(pnl: np.ndarray, strategies: int) -> tuple[list[Row], np.ndarray, np.ndarray]:
+    """Unit columns, the universe's average correlation and the top pairs; returns the rows, units, nonconstant."""
+    rows: list[Row] = []
     seconds, (units, nonconstant) = _timed(lambda: unit_columns(np, pnl))
     rows.append(Row("unit columns", seconds))
     seconds, _ = _timed(lambda: average_pairwise(units))
     rows.append(Row("universe avg correlation (identity)", seconds))
     seconds, _ = _timed(lambda: top_pairs(units, 20))
     rows.append(Row("top 20 pairs (blockwise GEMM)", seconds, strategies * (strategies - 1) / 2 / seconds, "pairs/s"))
+    return rows, units, nonconstant
 
-    objective = Objective()
-    rng = np.random.default_rng(seed)
-    population = random_subsets(rng, strategies, SIZE, BATCH)
-    single = Problem.from_pnl(pnl, units, nonconstant, SIZE, objective, threads=1)
-    multi = Problem.from_pnl(pnl, units, nonconstant, SIZE, objective, threads=threads)
+
+def _batch_fitness_rows(single: Problem, multi: Problem, population: np.ndarray, threads: int) -> list[Row]:
+    """Batch fitness on one thread and on ``threads``, each beside the per-candidate loop."""
     loop_n = 1_000
     loop_s = _best_of(lambda: [_one_candidate(single, population[i]) for i in range(loop_n)])
     per_loop = loop_s / loop_n * BATCH
+    rows = []
     for problem, label in ((single, "1 thread"), (multi, f"{threads} threads")):
         seconds = _best_of(partial(problem.evaluate, population))
         rows.append(
@@ -182,35 +212,40 @@ def run_bench(
                 per_loop,
             )
         )
+    return rows
+
+
+def _reference_row(pnl: np.ndarray, population: np.ndarray, objective: Objective) -> Row:
+    """The plain-Python reference fitness on a few portfolios, extrapolated to a batch."""
     ref_n = 20
     ref_s, _ = _timed(lambda: [reference_fitness(pnl, population[i], objective) for i in range(ref_n)])
-    rows.append(
-        Row(
-            f"reference fitness, plain Python (×{BATCH:,} extrapolated)",
-            ref_s / ref_n * BATCH,
-            ref_n / ref_s,
-            "portfolios/s",
-        )
+    return Row(
+        f"reference fitness, plain Python (×{BATCH:,} extrapolated)",
+        ref_s / ref_n * BATCH,
+        ref_n / ref_s,
+        "portfolios/s",
     )
 
-    members = population[0]
-    out_pos, incoming = random_swaps(rng, members, strategies, SWAPS)
-    per_call = 1_000  # a neighbourhood per call, as the local-search algorithms use it
-    seconds = _best_of(
-        lambda: [
-            single.evaluate_swaps(members, out_pos[i : i + per_call], incoming[i : i + per_call])
-            for i in range(0, SWAPS, per_call)
-        ]
-    )
+
+def _neighbourhoods(problem: Problem, members: np.ndarray, out_pos: np.ndarray, incoming: np.ndarray) -> list[Any]:
+    """Evaluate the ``SWAPS`` swap moves of ``members``, 1,000 per call.
+
+    A neighbourhood per call, as the local-search algorithms use it.
+    """
+    per_call = 1_000
+    return [
+        problem.evaluate_swaps(members, out_pos[i : i + per_call], incoming[i : i + per_call])
+        for i in range(0, SWAPS, per_call)
+    ]
+
+
+def _swap_row(single: Problem, members: np.ndarray, out_pos: np.ndarray, incoming: np.ndarray) -> Row:
+    """Swap-move deltas on one thread, beside recomputing every swapped portfolio in full."""
+    seconds = _best_of(partial(_neighbourhoods, single, members, out_pos, incoming))
     full = np.repeat(members[None, :], SWAPS, axis=0)
     full[np.arange(SWAPS), out_pos] = incoming
     full_s = _best_of(partial(single.evaluate, full))
-    rows.append(
-        Row(f"swap moves n={SIZE}, 1 thread", seconds, SWAPS / seconds, "moves/s", "full recomputation", full_s)
-    )
-    rows.extend(_gpu_rows(pnl, units, nonconstant, population, members, out_pos, incoming, rows))
-    rows.append(Row("peak memory", 0.0, peak_rss_mb(), "MB RSS"))
-    return rows, single.with_size(QUALITY_SIZE)
+    return Row(f"swap moves n={SIZE}, 1 thread", seconds, SWAPS / seconds, "moves/s", "full recomputation", full_s)
 
 
 GPU_BATCH = 100_000
@@ -237,43 +272,12 @@ def _gpu_rows(
     cp = choice.xp
     by_step = {r.step: r.seconds for r in host_rows}
     rows = [Row(f"GPU: {choice.device}", 0.0)]
-    top_pairs(units, 20, xp=cp)  # warm-up: kernels compiled, pools allocated
-    seconds = _best_of(lambda: top_pairs(units, 20, xp=cp))
-    rows.append(
-        Row(
-            "GPU top 20 pairs",
-            seconds,
-            strategies * (strategies - 1) / 2 / seconds,
-            "pairs/s",
-            "NumPy",
-            by_step["top 20 pairs (blockwise GEMM)"],
-        )
-    )
+    rows.append(_gpu_pairs_row(cp, units, strategies, by_step["top 20 pairs (blockwise GEMM)"]))
     host = Problem.from_pnl(pnl, units, nonconstant, SIZE, Objective(), threads=1)
     device = host.on(cp)
-    big = np.concatenate([population] * (GPU_BATCH // len(population)))
-    device.evaluate(big[:1000])  # warm-up
-    seconds = _best_of(partial(device.evaluate, big))
     cpu_per_batch = min(r.seconds for r in host_rows if r.step.startswith(f"batch fitness n={SIZE}")) / BATCH
-    rows.append(
-        Row(
-            f"GPU batch fitness n={SIZE} ({GPU_BATCH:,} per call)",
-            seconds,
-            GPU_BATCH / seconds,
-            "portfolios/s",
-            "NumPy, best threads",
-            cpu_per_batch * GPU_BATCH,
-        )
-    )
-    if not np.allclose(device.evaluate(population), host.evaluate(population), rtol=1e-9, atol=0):
-        raise RuntimeError("bench: GPU and CPU fitness differ by more than 1e-9 relative")
-    per_call = 1_000
-    seconds = _best_of(
-        lambda: [
-            device.evaluate_swaps(members, out_pos[i : i + per_call], incoming[i : i + per_call])
-            for i in range(0, SWAPS, per_call)
-        ]
-    )
+    rows.append(_gpu_batch_row(host, device, population, cpu_per_batch * GPU_BATCH))
+    seconds = _best_of(partial(_neighbourhoods, device, members, out_pos, incoming))
     rows.append(
         Row(
             f"GPU swap moves n={SIZE}",
@@ -287,6 +291,41 @@ def _gpu_rows(
     pool = cp.get_default_memory_pool()
     rows.append(Row("GPU memory pool peak", 0.0, pool.total_bytes() / 2**20, "MB"))
     return rows
+
+
+def _gpu_pairs_row(cp: Any, units: np.ndarray, strategies: int, numpy_seconds: float) -> Row:
+    """The top 20 pairs on CuPy (after a warm-up), beside NumPy's time."""
+    top_pairs(units, 20, xp=cp)  # warm-up: kernels compiled, pools allocated
+    seconds = _best_of(lambda: top_pairs(units, 20, xp=cp))
+    return Row(
+        "GPU top 20 pairs",
+        seconds,
+        strategies * (strategies - 1) / 2 / seconds,
+        "pairs/s",
+        "NumPy",
+        numpy_seconds,
+    )
+
+
+def _gpu_batch_row(host: Problem, device: Problem, population: np.ndarray, numpy_seconds: float) -> Row:
+    """``GPU_BATCH`` portfolios per call on CuPy (after a warm-up), beside NumPy's best time for as many.
+
+    Raises RuntimeError when the device and the host fitness of ``population`` differ by more than 1e-9 relative.
+    """
+    big = np.concatenate([population] * (GPU_BATCH // len(population)))
+    device.evaluate(big[:1000])  # warm-up
+    seconds = _best_of(partial(device.evaluate, big))
+    row = Row(
+        f"GPU batch fitness n={SIZE} ({GPU_BATCH:,} per call)",
+        seconds,
+        GPU_BATCH / seconds,
+        "portfolios/s",
+        "NumPy, best threads",
+        numpy_seconds,
+    )
+    if not np.allclose(device.evaluate(population), host.evaluate(population), rtol=1e-9, atol=0):
+        raise RuntimeError("bench: GPU and CPU fitness differ by more than 1e-9 relative")
+    return row
 
 
 def _algorithm_seconds(results: Any) -> dict[str, float]:

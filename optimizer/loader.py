@@ -289,23 +289,25 @@ def _records(text: str, delimiter: str) -> Iterator[tuple[int, list[str]]]:
         yield reader.line_num, row
 
 
-def load_csv(path: str | Path, *, date_format: str = "auto", min_strategies: int = 1) -> Dataset:
-    """Parse and validate one input file (brief §2).
-
-    Raises
-    ------
-    InputError
-        One line naming the file, the row and the column, and what to do.
-    """
-    if date_format not in ("auto", *_FORMAT_ORDER):
-        raise ValueError(f"date_format must be 'auto' or one of {_FORMAT_ORDER}, not {date_format!r}")
-    path = Path(path)
-    raw = _read(path)
-    text = _decode(raw)
+def _delimiter(text: str) -> str:
+    """``;`` when the first line has more semicolons than commas (a European Excel export), else ``,``."""
     first_line = text.split("\n", 1)[0]
-    delimiter = ";" if first_line.count(";") > first_line.count(",") else ","
-    records = _records(text, delimiter)
-    names, trailing = _header(path, next(records)[1])
+    return ";" if first_line.count(";") > first_line.count(",") else ","
+
+
+@dataclass(frozen=True)
+class _Columns:
+    """What the header says: row width, metadata positions, strategy names and how to pick their cells."""
+
+    width: int  # named columns
+    trailing: int  # unnamed columns Excel left after them
+    meta_pos: dict[str, int]  # canonical metadata name -> position
+    strategies: tuple[str, ...]
+    pick: Callable[[list[str]], Sequence[str]]  # a row's strategy cells, in the order of ``strategies``
+
+
+def _columns(path: Path, names: list[str], trailing: int, min_strategies: int) -> _Columns:
+    """Split the header into metadata and strategy columns; refuse too few strategies."""
     width = len(names)
     meta_pos = {_METADATA_BY_LOWER[n.lower()]: i for i, n in enumerate(names) if n.lower() in _METADATA_BY_LOWER}
     strat_pos = [i for i, n in enumerate(names) if n.lower() not in _METADATA_BY_LOWER]
@@ -319,55 +321,99 @@ def load_csv(path: str | Path, *, date_format: str = "auto", min_strategies: int
             f"{len(strategies)} strategy columns, fewer than the smallest portfolio size {min_strategies} "
             "(PORTFOLIO.min_size); add strategies or lower PORTFOLIO.min_size",
         )
-    pick: Callable[[list[str]], Sequence[str]]
+    return _Columns(width, trailing, meta_pos, strategies, _picker(strat_pos, width))
+
+
+def _picker(strat_pos: list[int], width: int) -> Callable[[list[str]], Sequence[str]]:
+    """A row's cells at ``strat_pos``: one slice when they run to the last named column, else an itemgetter."""
     if strat_pos == list(range(strat_pos[0], width)):
         start = strat_pos[0]
-        pick = operator.itemgetter(slice(start, width))
-    else:
-        getter = operator.itemgetter(*strat_pos)
-        pick = (lambda row: (row[strat_pos[0]],)) if len(strat_pos) == 1 else getter
+        return operator.itemgetter(slice(start, width))
+    getter = operator.itemgetter(*strat_pos)
+    return (lambda row: (row[strat_pos[0]],)) if len(strat_pos) == 1 else getter
 
-    values: list[np.ndarray] = []
-    blank_columns: list[np.ndarray] = []
+
+@dataclass
+class _Rows:
+    """The data rows read so far, in file order."""
+
+    values: list[np.ndarray]
+    blank_columns: list[np.ndarray]
+    meta: dict[str, list[str]]  # canonical metadata name -> stripped text per row
+    row_numbers: list[int]
+
+
+def _check_fields(path: Path, row_no: int, row: list[str], columns: _Columns) -> None:
+    """A row has a field per named column (plus, optionally, Excel's trailing ones, all blank)."""
+    width = columns.width
+    if len(row) != width + columns.trailing and len(row) != width:
+        raise _fail(path, f"row {row_no}", f"{len(row)} fields but the header has {width}; check for a stray comma")
+    extra = next((i for i, c in enumerate(row[width:]) if c.strip()), None)
+    if extra is not None:
+        raise _fail(path, f"row {row_no}, column {width + 1 + extra}", "a value under a column that has no name")
+
+
+def _read_rows(path: Path, records: Iterator[tuple[int, list[str]]], columns: _Columns) -> _Rows:
+    """Every data row after the header: strategy values, blank cells and metadata; blank lines skipped."""
+    rows = _Rows([], [], {name: [] for name in columns.meta_pos}, [])
     no_blanks = np.empty(0, dtype=np.int64)
-    meta: dict[str, list[str]] = {name: [] for name in meta_pos}
-    row_numbers: list[int] = []
     for row_no, row in records:
         if not row or all(not c.strip() for c in row):
             continue  # blank line, or Excel's trailing ",,,," rows
-        if len(row) != width + trailing and len(row) != width:
-            raise _fail(path, f"row {row_no}", f"{len(row)} fields but the header has {width}; check for a stray comma")
-        extra = next((i for i, c in enumerate(row[width:]) if c.strip()), None)
-        if extra is not None:
-            raise _fail(path, f"row {row_no}, column {width + 1 + extra}", "a value under a column that has no name")
-        cells = pick(row)
-        row_values, row_blanks = _parse_cells(path, row_no, cells, strategies)
-        blank_columns.append(np.flatnonzero(row_blanks) if row_blanks is not None else no_blanks)
-        values.append(row_values)
-        for name, pos in meta_pos.items():
-            meta[name].append(row[pos].strip())
-        row_numbers.append(row_no)
+        _check_fields(path, row_no, row, columns)
+        cells = columns.pick(row)
+        row_values, row_blanks = _parse_cells(path, row_no, cells, columns.strategies)
+        rows.blank_columns.append(np.flatnonzero(row_blanks) if row_blanks is not None else no_blanks)
+        rows.values.append(row_values)
+        for name, pos in columns.meta_pos.items():
+            rows.meta[name].append(row[pos].strip())
+        rows.row_numbers.append(row_no)
+    return rows
 
-    date_texts = meta["Date"]
-    for i, t in enumerate(date_texts):
+
+def _dates(path: Path, texts: Sequence[str], rows: Sequence[int], date_format: str) -> tuple[np.ndarray, str]:
+    """The Date column: no blanks, one format (configured or decided), every date valid -> (dates, format)."""
+    for i, t in enumerate(texts):
         if not t:
-            raise _fail(path, f"row {row_numbers[i]}, column 'Date'", "the date is blank")
-    fmt = _date_parser(path, date_texts, row_numbers, date_format)
-    dates = _parse_dates(path, date_texts, row_numbers, fmt)
+            raise _fail(path, f"row {rows[i]}, column 'Date'", "the date is blank")
+    fmt = _date_parser(path, texts, rows, date_format)
+    return _parse_dates(path, texts, rows, fmt), fmt
+
+
+def load_csv(path: str | Path, *, date_format: str = "auto", min_strategies: int = 1) -> Dataset:
+    """Parse and validate one input file (brief §2).
+
+    Raises
+    ------
+    InputError
+        One line naming the file, the row and the column, and what to do.
+    """
+    if date_format not in ("auto", *_FORMAT_ORDER):
+        raise ValueError(f"date_format must be 'auto' or one of {_FORMAT_ORDER}, not {date_format!r}")
+    path = Path(path)
+    raw = _read(path)
+    text = _decode(raw)
+    records = _records(text, _delimiter(text))
+    names, trailing = _header(path, next(records)[1])
+    columns = _columns(path, names, trailing, min_strategies)
+    rows = _read_rows(path, records, columns)
+
+    meta, row_numbers = rows.meta, rows.row_numbers
+    dates, fmt = _dates(path, meta["Date"], row_numbers, date_format)
     zones = tuple(meta["Zone"]) if "Zone" in meta else None
-    _check_unique_rows(path, dates, zones, row_numbers, date_texts)
+    _check_unique_rows(path, dates, zones, row_numbers, meta["Date"])
     if len(np.unique(dates)) < 2:
         raise _fail(path, "", f"{len(np.unique(dates))} trading day(s); at least 2 days are needed")
-    pnl = np.vstack(values)
+    pnl = np.vstack(rows.values)
     pnl.setflags(write=False)
     return Dataset(
         source=str(path),
         sha256=hashlib.sha256(raw).hexdigest(),
-        strategies=strategies,
+        strategies=columns.strategies,
         dates=dates,
         zones=zones,
         pnl=pnl,
-        blank_columns=tuple(blank_columns),
+        blank_columns=tuple(rows.blank_columns),
         date_format=fmt,
         metadata={k: tuple(v) for k, v in meta.items() if k != "Date"},
     )

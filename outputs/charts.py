@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.dates import AutoDateLocator, ConciseDateFormatter, date2num
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from outputs.report import RunReport
+from outputs.report import RunReport, ValidationReport, Window
 
 DPI = 100
 EQUITY_SIZE_IN = (12.0, 8.0)  # → 1200 × 800 px
@@ -168,11 +170,19 @@ def validation_equity(report: RunReport, path: Path) -> None:
     out-of-sample days (each walk-forward fold's test window, joined), where the two choices part.
     """
     v = report.validation
-    days = _dates(report)
     validated = v is not None and v.ran and bool(v.oos_daily)
     figure = Figure(figsize=EQUITY_SIZE_IN, layout="constrained")
     axes = figure.subplots(2, 1, height_ratios=(3, 2)) if validated else [figure.subplots(1, 1)]
-    top = axes[0]
+    _every_day_panel(axes[0], report, validated)
+    if validated and v is not None:
+        _out_of_sample_panel(axes[1], v)
+    _save(figure, path)
+
+
+def _every_day_panel(top: Axes, report: RunReport, validated: bool) -> None:
+    """Both portfolios' equity on every day: the last fold's windows shaded when validated, else why not."""
+    v = report.validation
+    days = _dates(report)
     w, other = report.winner, report.in_sample_winner
     top.plot(
         days,
@@ -190,12 +200,7 @@ def validation_equity(report: RunReport, path: Path) -> None:
             label=f"highest in-sample fitness: {other.algorithm}, size {other.size}",
         )
     if validated and v is not None:
-        windows = v.folds[-1].windows
-        edges = [date2num(np.datetime64(x.first_date)) for x in windows] + [
-            date2num(np.datetime64(windows[-1].last_date))
-        ]
-        for window, start, stop in zip(windows, edges[:-1], edges[1:], strict=True):
-            top.axvspan(start, stop, color=WINDOW_COLOURS[window.name], zorder=0, label=f"{window.name} window")
+        _shade_windows(top, v.folds[-1].windows)
         top.set_title(f"Chosen on validation vs highest in-sample fitness — job {report.job_id}")
     else:
         why = v.note if v is not None and v.note else "VALIDATION.method = none"
@@ -204,26 +209,32 @@ def validation_equity(report: RunReport, path: Path) -> None:
     top.grid(True, alpha=0.3)
     top.legend(loc="upper left", fontsize=8)
     _date_axis(top)
-    if validated and v is not None:
-        bottom = axes[1]
-        oos_days = np.array(v.oos_dates, dtype="datetime64[D]")
-        steps = np.arange(len(oos_days))
-        bottom.plot(steps, np.cumsum(v.oos_daily), color="black", linewidth=2.0, label="chosen on validation")
-        bottom.plot(
-            steps, np.cumsum(v.in_sample_oos_daily), color="C3", linewidth=1.4, label="highest in-sample fitness"
-        )
-        for f in v.folds[1:]:
-            first = np.datetime64(next(x for x in f.windows if x.name == "test").first_date)
-            bottom.axvline(int(np.searchsorted(oos_days, first)) - 0.5, color="grey", linestyle=":", linewidth=1.0)
-        bottom.set_title(
-            f"Out of sample only: {len(oos_days)} days nothing that chose saw"
-            + (f", {len(v.folds)} folds" if len(v.folds) > 1 else "")
-        )
-        bottom.set_xlabel("Out-of-sample trading day")
-        bottom.set_ylabel("Cumulative P&L (currency)")
-        bottom.grid(True, alpha=0.3)
-        bottom.legend(loc="upper left", fontsize=8)
-    _save(figure, path)
+
+
+def _shade_windows(axis: Axes, windows: Sequence[Window]) -> None:
+    """Each window (training, selection, test) shaded in its colour, from its first day to the next one's."""
+    edges = [date2num(np.datetime64(x.first_date)) for x in windows] + [date2num(np.datetime64(windows[-1].last_date))]
+    for window, start, stop in zip(windows, edges[:-1], edges[1:], strict=True):
+        axis.axvspan(start, stop, color=WINDOW_COLOURS[window.name], zorder=0, label=f"{window.name} window")
+
+
+def _out_of_sample_panel(bottom: Axes, v: ValidationReport) -> None:
+    """Both choices' equity on the out-of-sample days only, a dotted line where each later fold's test starts."""
+    oos_days = np.array(v.oos_dates, dtype="datetime64[D]")
+    steps = np.arange(len(oos_days))
+    bottom.plot(steps, np.cumsum(v.oos_daily), color="black", linewidth=2.0, label="chosen on validation")
+    bottom.plot(steps, np.cumsum(v.in_sample_oos_daily), color="C3", linewidth=1.4, label="highest in-sample fitness")
+    for f in v.folds[1:]:
+        first = np.datetime64(next(x for x in f.windows if x.name == "test").first_date)
+        bottom.axvline(int(np.searchsorted(oos_days, first)) - 0.5, color="grey", linestyle=":", linewidth=1.0)
+    bottom.set_title(
+        f"Out of sample only: {len(oos_days)} days nothing that chose saw"
+        + (f", {len(v.folds)} folds" if len(v.folds) > 1 else "")
+    )
+    bottom.set_xlabel("Out-of-sample trading day")
+    bottom.set_ylabel("Cumulative P&L (currency)")
+    bottom.grid(True, alpha=0.3)
+    bottom.legend(loc="upper left", fontsize=8)
 
 
 def _date_axis(axis: object) -> None:

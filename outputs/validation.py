@@ -62,7 +62,11 @@ def _not_run(report: RunReport, v: ValidationReport | None) -> str:
 
 
 def validation_report(report: RunReport) -> str:
-    """``validation_report.md``."""
+    """``validation_report.md``.
+
+    The findings in words, the two portfolios, the statistics, the folds and the candidates; the
+    not-validated page (:func:`_not_run`) when validation did not run or a statistic is missing.
+    """
     v = report.validation
     if (
         v is None
@@ -73,10 +77,34 @@ def validation_report(report: RunReport) -> str:
         or v.deflated is None
     ):
         return _not_run(report, v)
-    chosen, in_sample = report.winner, report.in_sample_winner or report.winner
-    last = v.folds[-1]
     lines = header(report, "Validation report")
     lines += [
+        *_findings(report, v, v.oos_metrics, v.in_sample_oos_metrics, v.deflated),
+        *_two_portfolios(report, v),
+        *_statistics(v),
+        *_folds(v),
+        *_stability(v),
+        *_candidates(v),
+        "Formulas, references and the selection rule: docs/validation.md.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _findings(
+    report: RunReport,
+    v: ValidationReport,
+    oos: dict[str, float],
+    in_sample_oos: dict[str, float],
+    deflated: dict[str, float],
+) -> list[str]:
+    """The headline, the verdict and what each figure means, in words.
+
+    ``oos``, ``in_sample_oos`` and ``deflated`` are ``v``'s out-of-sample metrics of the two portfolios
+    and its deflated Sharpe ratio, known to be there.
+    """
+    chosen, in_sample = report.winner, report.in_sample_winner or report.winner
+    return [
         f"**{headline(report)}**",
         "",
         f"**Verdict: {v.verdict}.**",
@@ -84,21 +112,32 @@ def validation_report(report: RunReport) -> str:
         f"- Method: {v.method.replace('_', '-')}"
         + (f" over {len(v.folds)} folds" if len(v.folds) > 1 else "")
         + f"; the headline portfolio was chosen {_chosen_how(v)}.",
-        f"- Windows of the last fold: {_windows(last)}. ULTA, correlation and the search saw only the training "
-        "days; the candidates were compared on the selection days; nothing that chose saw the test days.",
+        f"- Windows of the last fold: {_windows(v.folds[-1])}. ULTA, correlation and the search saw only the "
+        "training days; the candidates were compared on the selection days; nothing that chose saw the test days.",
         f"- Of the in-sample Sharpe ratio {chosen.metrics['sharpe_ratio']:,.2f}, "
-        f"{_believe(chosen.metrics['sharpe_ratio'], v.oos_metrics['sharpe_ratio'])}. The portfolio with the "
+        f"{_believe(chosen.metrics['sharpe_ratio'], oos['sharpe_ratio'])}. The portfolio with the "
         f"highest in-sample fitness ({number(in_sample.fitness)}) had an in-sample Sharpe ratio of "
-        f"{in_sample.metrics['sharpe_ratio']:,.2f} and {v.in_sample_oos_metrics['sharpe_ratio']:,.2f} out of "
+        f"{in_sample.metrics['sharpe_ratio']:,.2f} and {in_sample_oos['sharpe_ratio']:,.2f} out of "
         "sample.",
-        f"- Deflated Sharpe probability {v.deflated['probability']:.3f}: the probability that the chosen portfolio's "
-        f"true Sharpe ratio is above zero, once choosing the best of {int(v.deflated['trials']):,} candidates "
-        f"({v.deflated['effective_trials']:,.1f} independent) is accounted for.",
+        f"- Deflated Sharpe probability {deflated['probability']:.3f}: the probability that the chosen portfolio's "
+        f"true Sharpe ratio is above zero, once choosing the best of {int(deflated['trials']):,} candidates "
+        f"({deflated['effective_trials']:,.1f} independent) is accounted for.",
         f"- Probability of backtest overfitting {_share(v.probability_of_overfitting)}: how often the candidate "
         "that looked best on half of the unseen days was below the median on the other half.",
         f"- Out of sample alone (no deflation), the probability that the true Sharpe ratio is above zero is "
         f"{v.oos_sharpe_probability:.3f}.",
         "",
+    ]
+
+
+def _two_portfolios(report: RunReport, v: ValidationReport) -> list[str]:
+    """The chosen portfolio beside the highest in-sample fitness.
+
+    In sample, on the last fold's selection window (when measured there) and out of sample.
+    """
+    chosen, in_sample = report.winner, report.in_sample_winner or report.winner
+    last = v.folds[-1]
+    return [
         "## The two portfolios",
         "",
         "| | chosen on validation | highest in-sample fitness |",
@@ -114,19 +153,19 @@ def validation_report(report: RunReport) -> str:
         ),
         *_compare_rows("out of sample", v.oos_metrics, v.in_sample_oos_metrics),
         "",
-        *_statistics(v),
-        *_folds(v),
-        *_stability(v),
+    ]
+
+
+def _candidates(v: ValidationReport) -> list[str]:
+    """How many candidates of each source the last fold compared."""
+    return [
         "## Candidates compared (last fold)",
         "",
         "| source | candidates |",
         "|---|---:|",
         *(f"| {markdown_cell(source)} | {count:,} |" for source, count in v.candidate_sources),
         "",
-        "Formulas, references and the selection rule: docs/validation.md.",
-        "",
     ]
-    return "\n".join(lines)
 
 
 def _chosen_how(v: ValidationReport) -> str:
