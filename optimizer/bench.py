@@ -24,8 +24,8 @@ from algorithms.operators import random_subsets, random_swaps
 from algorithms.problem import Problem
 from algorithms.reference import reference_fitness
 from dal.duckdb_backend import DuckDBBackend
+from optimizer.assembly import peak_rss_mb
 from optimizer.loader import load_csv
-from optimizer.pipeline import peak_rss_mb
 from optimizer.search import spawn_key
 from optimizer.synthetic import write_csv
 from optimizer.ulta import apply_ulta

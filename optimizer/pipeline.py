@@ -11,8 +11,6 @@ import dataclasses
 import json
 import logging
 import re
-import resource
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -28,16 +26,15 @@ from algorithms.problem import Problem
 from dal import Backend, ResultRow
 from dal.fallback import FallbackBackend
 from errors import HeavyOptError, InputError, JobFailed
-from optimizer import __version__, validation
+from optimizer import validation
+from optimizer.assembly import Optimised, build_report
 from optimizer.compute import GpuFailed, JobCompute, choose, on_gpu_or_host, release
 from optimizer.config import Config
 from optimizer.loader import Dataset, load_csv, sum_by_date
 from optimizer.naming import new_job_id
-from optimizer.reporting import best_lines, strategy_table, zone_breakdown
 from optimizer.search import (
     check_any_portfolio,
     compute_threads,
-    compute_workers,
     limit_strategies,
     objective,
     portfolio_sizes,
@@ -45,13 +42,13 @@ from optimizer.search import (
 )
 from optimizer.store import breaker_outcome, now, open_store, prune, record_failure
 from optimizer.ulta import SUFFIX as ULTA_SUFFIX
-from optimizer.ulta import inversions, ulta_mask
+from optimizer.ulta import ulta_mask
 from optimizer.validation import Searched
 from optimizer.windows import FOLD_KEY, Plan, Split
 from optimizer.windows import plan as plan_windows
 from optimizer.zones import check_zones, combine, exclude_rows, zone_mode, zone_names, zone_rows, zone_weights
 from outputs import RunReport, write_run_folder
-from outputs.report import AlgorithmResult, InputSummary, PairCorrelation, ValidationReport, Winner, ZoneRun
+from outputs.report import AlgorithmResult, PairCorrelation, Winner, ZoneRun
 
 ProgressFn = Callable[[str, float], None]
 log = logging.getLogger("heavyopt")
@@ -71,11 +68,6 @@ class JobOutcome:
     run_dir: Path
     report: RunReport
     writer_errors: tuple[str, ...]
-
-
-def peak_rss_mb() -> float:
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
 
 
 class _Steps:
@@ -227,17 +219,6 @@ def _result_row(r: AlgorithmResult) -> ResultRow:
     return ResultRow(r.size, r.algorithm, r.status, r.fitness, r.evaluations, r.seconds, r.strategies, r.error)
 
 
-@dataclass(frozen=True, eq=False)
-class _Optimised:
-    """One optimisation of one stored matrix (the whole input, or one zone), validated."""
-
-    dates: np.ndarray  # (D,) trading days
-    final: Searched  # the last split: the job's own search and results
-    winner: Winner
-    in_sample_winner: Winner
-    validation: ValidationReport
-
-
 def _optimise(
     key: str,
     dates: np.ndarray,
@@ -253,7 +234,7 @@ def _optimise(
     progress: Callable[[str, float], None],
     compute: JobCompute,
     prefix: tuple[int, ...] = (),
-) -> _Optimised:
+) -> Optimised:
     """Store → ULTA in SQL → fetch → correlation → search → validation, for one matrix of rows.
 
     Rows are stored in date order, so the training window of the last split is the leading
@@ -380,7 +361,7 @@ def _validate(
     config: Config,
     step: Callable[[str], Any],
     prefix: tuple[int, ...],
-) -> _Optimised:
+) -> Optimised:
     """Choose on the days the search never saw and measure the choice (its own step when validating)."""
     with step("validation") if windows.validating else contextlib.nullcontext():
         done = validation.validate(
@@ -394,7 +375,7 @@ def _validate(
         )
     if windows.note:
         log.warning("%s: %s", key, windows.note)
-    return _Optimised(days, done.final, done.winner, done.in_sample_winner, done.report)
+    return Optimised(days, done.final, done.winner, done.in_sample_winner, done.report)
 
 
 def _zone_runs(
@@ -451,13 +432,6 @@ def _zone_runs(
     return tuple(runs)
 
 
-def _training_days(dataset: Dataset, optimised: _Optimised) -> np.ndarray:
-    """The input's own daily totals (zones summed) on the days ULTA decided on: (days, S)."""
-    dates, daily = dataset.daily()
-    last = optimised.dates[optimised.final.split.train.stop - 1]
-    return daily[dates <= last]
-
-
 def _run_stored(
     job_id: str,
     path: Path,
@@ -499,79 +473,7 @@ def _run_stored(
         compute=compute,
     )
     zone_runs = _zone_runs(job_id, path, dataset, config, db, steps, weights, compute) if zoned else None
-    return _report(job_id, path, dataset, excluded, config, db, steps, created_at, compute, main, zone_runs, weights)
-
-
-def _report(
-    job_id: str,
-    path: Path,
-    dataset: Dataset,
-    excluded: int,
-    config: Config,
-    db: Backend,
-    steps: _Steps,
-    created_at: str,
-    compute: JobCompute,
-    main: _Optimised,
-    zone_runs: tuple[ZoneRun, ...] | None,
-    weights: dict[str, float],
-) -> RunReport:
-    """Everything the run folder shows, from the job's optimisation."""
-    members = np.array(main.winner.members)
-    ppy = config.optimization.periods_per_year
-    final = main.final
-    oriented_rows = np.where(final.inverted, -dataset.pnl, dataset.pnl)[:, final.keep]
-    return RunReport(
-        job_id=job_id,
-        created_at=created_at,
-        version=__version__,
-        input=_input_summary(path, dataset, excluded, main.dates),
-        config=config.to_dict(),
-        seed=config.general.seed,
-        database=db.url,
-        compute=_compute_summary(config, compute),
-        timings_s=tuple(steps.timings.items()),
-        ulta_enabled=config.optimization.apply_ulta_logic,
-        # Described on the input's own daily totals; in zone mode the decision was made on the combination.
-        inversions=tuple(inversions(_training_days(dataset, main), dataset.strategies, final.inverted)),
-        universe_average_correlation=final.universe,
-        top_pairs=final.pairs,
-        results=tuple(final.results),
-        winner=main.winner,
-        peak_rss_mb=peak_rss_mb(),
-        dates=tuple(str(d) for d in main.dates),
-        strategy_metrics=strategy_table(final.pnl, final.names, final.inverted[final.keep], ppy),
-        winner_daily=tuple(final.pnl[:, members].mean(axis=1).tolist()),
-        algorithm_best=best_lines(final.results, final.pnl),
-        zone_breakdown=zone_breakdown(oriented_rows, dataset.dates, dataset.zones, members, ppy),
-        zone_weights=tuple(weights.items()),
-        zone_runs=zone_runs,
-        validation=main.validation,
-        in_sample_winner=main.in_sample_winner,
-        in_sample_winner_daily=tuple(final.pnl[:, list(main.in_sample_winner.members)].mean(axis=1).tolist()),
+    timings = tuple(steps.timings.items())
+    return build_report(
+        job_id, path, dataset, excluded, config, db, timings, created_at, compute, main, zone_runs, weights
     )
-
-
-def _input_summary(path: Path, dataset: Dataset, excluded: int, dates: np.ndarray) -> InputSummary:
-    return InputSummary(
-        file=path.name,
-        sha256=dataset.sha256,
-        rows=dataset.n_rows + excluded,
-        days=int(dates.shape[0]),
-        strategies=len(dataset.strategies),
-        blank_cells=dataset.blank_cells,
-        date_format=dataset.date_format,
-        first_date=str(dates[0]),
-        last_date=str(dates[-1]),
-        zones=tuple(zone_names(dataset)) if dataset.zones is not None else None,
-        excluded_rows=excluded,
-    )
-
-
-def _compute_summary(config: Config, compute: JobCompute) -> dict[str, Any]:
-    return {
-        "array_module": compute.choice.name,
-        "device": compute.choice.device,
-        "workers": 1 if compute.choice.on_gpu else compute_workers(config),
-        "threads": compute_threads(config),
-    }
