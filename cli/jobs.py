@@ -156,24 +156,50 @@ def bench(
         blind = quality(measured.guided(False), seeds, budget)
         wide.print(_quality_table(scores, blind, metric, problem.size, budget, seeds))
     if json_file:
-        payload = {
-            "strategies": strategies,
-            "days": days,
-            "seed": seed,
-            "threads": threads,
-            "cpus": os.cpu_count(),
-            "machine": platform.platform(),
-            "rows": [{**r.__dict__, "speedup": r.speedup} for r in rows],
-            "quality": {
-                "metric": metric,
-                "size": problem.size,
-                "budget": budget,
-                "seeds": seeds,
-                "algorithms": [dataclasses.asdict(q) for q in scores],
-                "blind": [dataclasses.asdict(q) for q in blind],
-            },
-        }
-        json_file.write_text(json.dumps(payload, indent=2) + "\n")
+        json_file.write_text(
+            json.dumps(
+                _bench_json(rows, scores, blind, strategies, days, seed, threads, metric, problem.size, budget, seeds),
+                indent=2,
+            )
+            + "\n"
+        )
+
+
+def _bench_json(
+    rows: list[Any],
+    scores: list[Any],
+    blind: list[Any],
+    strategies: int,
+    days: int,
+    seed: int,
+    threads: int,
+    metric: str,
+    size: int,
+    budget: int,
+    seeds: int,
+) -> dict[str, Any]:
+    """``heavyopt bench --json``: the figures of this run and where they were measured."""
+    import dataclasses
+    import os
+    import platform
+
+    return {
+        "strategies": strategies,
+        "days": days,
+        "seed": seed,
+        "threads": threads,
+        "cpus": os.cpu_count(),
+        "machine": platform.platform(),
+        "rows": [{**r.__dict__, "speedup": r.speedup} for r in rows],
+        "quality": {
+            "metric": metric,
+            "size": size,
+            "budget": budget,
+            "seeds": seeds,
+            "algorithms": [dataclasses.asdict(q) for q in scores],
+            "blind": [dataclasses.asdict(q) for q in blind],
+        },
+    }
 
 
 def _steps_table(rows: list[Any], title: str) -> Table:

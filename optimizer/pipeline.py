@@ -24,6 +24,7 @@ import numpy as np
 from algorithms.correlation import average_pairwise, hedge_stats, scan_pairs, unit_columns
 from algorithms.problem import Problem
 from dal import Backend, ResultRow
+from dal.base import StoredPnl
 from dal.fallback import FallbackBackend
 from errors import HeavyOptError, InputError, JobFailed
 from optimizer import validation
@@ -246,14 +247,8 @@ def _optimise(
     days, original_daily = sum_by_date(dates, original)
     windows = plan_windows(len(days), config.validation)
     ulta = config.optimization.apply_ulta_logic
-    with step("store"):
-        db.store_pnl(key, dates, zones, strategies, original)
-    with step("ulta"):
-        if ulta:
-            db.apply_ulta(key, _rows_before(dates, days, windows.final) if windows.validating else None)
-    with step("fetch"):
-        stored = db.fetch_pnl(key)
-        _, pnl_all = sum_by_date(stored.dates, stored.pnl)
+    decide_rows = _rows_before(dates, days, windows.final) if windows.validating else None
+    stored, pnl_all = _store_and_fetch(db, key, dates, zones, strategies, original, ulta, decide_rows, step)
     _check_unique_after_ulta(path, strategies, stored.strategies)
     searched = []
     for k, split in enumerate(windows.splits):
@@ -285,6 +280,30 @@ def _optimise(
             )
         )
     return _validate(key, windows, searched, days, config, step, prefix)
+
+
+def _store_and_fetch(
+    db: Backend,
+    key: str,
+    dates: np.ndarray,
+    zones: tuple[str, ...] | None,
+    strategies: tuple[str, ...],
+    original: np.ndarray,
+    ulta: bool,
+    decide_rows: int | None,
+    step: Callable[[str], Any],
+) -> tuple[StoredPnl, np.ndarray]:
+    """Store the rows, apply ULTA in SQL (decided on the leading ``decide_rows``; None: all), fetch
+    them back; returns the stored matrix and its daily totals."""
+    with step("store"):
+        db.store_pnl(key, dates, zones, strategies, original)
+    with step("ulta"):
+        if ulta:
+            db.apply_ulta(key, decide_rows)
+    with step("fetch"):
+        stored = db.fetch_pnl(key)
+        _, pnl_all = sum_by_date(stored.dates, stored.pnl)
+    return stored, pnl_all
 
 
 def _fold_orientation(
