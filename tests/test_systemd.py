@@ -9,7 +9,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -167,7 +166,6 @@ def test_the_nightly_service_submits_through_the_queue_and_sees_the_job_complete
         assert {"time", "level", "logger", "message"} <= set(lines[0])  # --log-format json, for journald
         argv, env = _unit_command(paths["units"] / "heavyopt-nightly.service")
         assert argv[:2] == [str(HEAVYOPT), "submit"]
-        started = time.monotonic()
         nightly = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
         assert nightly.returncode == 0, nightly.stdout + nightly.stderr
         assert "status: completed" in nightly.stdout and "winner: size 12" in nightly.stdout
@@ -177,7 +175,6 @@ def test_the_nightly_service_submits_through_the_queue_and_sees_the_job_complete
         assert result["winner"]["size"] == 12
         assert (paths["share"] / result["output_folder"] / "execution_summary.json").is_file()
         assert (paths["share"] / "archive" / job_id / f"{job_id}.ini").is_file()
-        assert time.monotonic() - started < 300
     finally:
         service.terminate()
         assert service.wait(timeout=120) == 0

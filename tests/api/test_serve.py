@@ -126,16 +126,19 @@ def test_a_thousand_status_requests_while_a_job_runs(env: Env, watch, tmp_path: 
     _, base = serve(watch, *SLOW_SETS)
     env.drop("loaded.csv")
     wait_for(lambda: get(f"{base}/status")[1]["job"], 60, "the job to start")
-    codes: list[int] = []
+    answers: list[tuple[int, Any] | Exception] = []
     lock = threading.Lock()
     started = time.monotonic()
 
     def hammer(n: int) -> None:
+        # Collects only: the test's own thread checks the answers below.
         for _ in range(n):
-            code, body = get(f"{base}/status")
-            assert isinstance(body, dict) and "progress" in body
+            try:
+                answer: tuple[int, Any] | Exception = get(f"{base}/status")
+            except Exception as exc:  # noqa: BLE001 - kept as the answer, reported below
+                answer = exc
             with lock:
-                codes.append(code)
+                answers.append(answer)
 
     threads = [threading.Thread(target=hammer, args=(250,)) for _ in range(4)]
     for t in threads:
@@ -143,7 +146,13 @@ def test_a_thousand_status_requests_while_a_job_runs(env: Env, watch, tmp_path: 
     for t in threads:
         t.join()
     elapsed = time.monotonic() - started
-    assert len(codes) == 1000 and set(codes) == {200}
+    assert len(answers) == 1000
+    bad = [
+        a
+        for a in answers
+        if isinstance(a, Exception) or a[0] != 200 or not isinstance(a[1], dict) or "progress" not in a[1]
+    ]
+    assert bad == []
     job_id = wait_for(lambda: [p.stem for p in env.share.completed.glob("*.json")], 180, "the job")[0]
     under_load = read_json(env.share.completed / f"{job_id}.json")
     assert under_load["status"] == "completed"
