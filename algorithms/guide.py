@@ -62,10 +62,19 @@ class Guide:
         rank[self.order] = np.arange(self.n_strategies)
         return np.exp(-rank / max(self.n_strategies * DESIRABILITY_SHARE, MIN_SCALE))
 
-    def _scales(self, rng: np.random.Generator, count: int, size: int) -> np.ndarray:
+    def _log_scale_range(self, size: int) -> tuple[float, float]:
+        """log of the narrowest (n/2) and widest (S/10) rank scale of the ladder."""
         low = max(size / 2, 1.0)
-        high = max(self.n_strategies * TOP_SHARE, low)
-        return np.exp(rng.uniform(np.log(low), np.log(high), count))
+        return float(np.log(low)), float(np.log(max(self.n_strategies * TOP_SHARE, low)))
+
+    def _scales(self, rng: np.random.Generator, count: int, size: int) -> np.ndarray:
+        return np.exp(rng.uniform(*self._log_scale_range(size), count))
+
+    def _portfolios(self, rng: np.random.Generator, scales: np.ndarray, size: int) -> np.ndarray:
+        """One portfolio of ``size`` distinct strategies per scale, drawn from the ranking at that scale."""
+        return distinct_draws(
+            lambda rows, draws: self._ranked(rng, np.repeat(scales[rows, None], draws, axis=1)), size, len(scales)
+        )
 
     def _ranked(self, rng: np.random.Generator, scales: np.ndarray) -> np.ndarray:
         """Strategies at ranks ⌊scale·E⌋ (a rank past the end: a uniform one), shape of ``scales``."""
@@ -86,16 +95,11 @@ class Guide:
     def start(self, rng: np.random.Generator, evaluate: Callable[[np.ndarray], np.ndarray], size: int) -> np.ndarray:
         """A single-trajectory search's start: the fittest of ``START_LADDER`` guided portfolios,
         one per rung of the scale ladder (``evaluate`` scores them: that many evaluations)."""
-        low = max(size / 2, 1.0)
-        high = max(self.n_strategies * TOP_SHARE, low)
-        scales = np.exp(np.linspace(np.log(low), np.log(high), START_LADDER))
         if size >= self.n_strategies:  # one portfolio exists
             everything = np.arange(size)
             evaluate(everything[None, :])
             return everything
-        ladder = distinct_draws(
-            lambda rows, draws: self._ranked(rng, np.repeat(scales[rows, None], draws, axis=1)), size, START_LADDER
-        )
+        ladder = self._portfolios(rng, np.exp(np.linspace(*self._log_scale_range(size), START_LADDER)), size)
         return ladder[int(np.argmax(evaluate(ladder)))]
 
     def subsets(self, rng: np.random.Generator, size: int, count: int) -> np.ndarray:
@@ -104,12 +108,7 @@ class Guide:
         out = random_subsets(rng, self.n_strategies, size, count)
         guided = np.flatnonzero(rng.random(count) < self.share)
         if guided.size and size < self.n_strategies:
-            scales = self._scales(rng, guided.size, size)
-            out[guided] = distinct_draws(
-                lambda rows, draws: self._ranked(rng, np.repeat(scales[rows, None], draws, axis=1)),
-                size,
-                guided.size,
-            )
+            out[guided] = self._portfolios(rng, self._scales(rng, guided.size, size), size)
         return out
 
 
