@@ -4,12 +4,12 @@ The daemon starts it in a new session, so a timeout or a stop can kill the job w
 every worker process it started (one process group). It reports on stdout, one JSON
 object per line: ``progress`` events, then exactly one ``completed`` or ``failed``.
 Anything else the job prints goes to stderr (the daemon's log). It dies with the
-daemon (``PR_SET_PDEATHSIG``), so a killed daemon leaves no job running unseen.
+daemon (``PR_SET_PDEATHSIG``), and its pool workers die with it, so a killed daemon or runner
+leaves no process of the job computing.
 """
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import signal
@@ -20,20 +20,12 @@ from typing import Any, TextIO
 from errors import HeavyOptError, JobFailed
 from jobqueue.share import sha256_file
 from optimizer.config import build_config
+from optimizer.parallel import die_with_parent
 from optimizer.pipeline import run_job
 from outputs.report import Winner
 from outputs.validation import validation_summary
 
-PR_SET_PDEATHSIG = 1
 MARKER = "HEAVYOPT_RUNNER_JOB"  # set in the runner's environment (inherited by its workers): "<seq>:<job_id>"
-
-
-def _die_with_parent(parent: int) -> None:
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent:  # the daemon died before the line above took effect
-        os._exit(1)
 
 
 class _Events:
@@ -72,7 +64,7 @@ def _check_input(path: str, sha256: str) -> None:
 def main() -> int:
     started = time.perf_counter()
     spec = json.load(sys.stdin)
-    _die_with_parent(spec["parent_pid"])
+    die_with_parent(spec["parent_pid"])
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     events = _Events(os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8"))
     sys.stdout = sys.stderr  # stray prints must not corrupt the event stream

@@ -9,7 +9,11 @@ ran it or in which order: the pool and the in-process runner give identical resu
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
+import os
+import signal
+import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -58,7 +62,24 @@ _worker_limits: list[Any] = []
 SEARCH_BLAS_THREADS = 1
 
 
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal this process gets when the thread that started it dies
+
+
+def die_with_parent(parent: int) -> None:
+    """Be killed (SIGKILL) when the process that started this one dies, however it dies.
+
+    A SIGKILLed or OOM-killed parent runs no clean-up, so without this its children (a job's
+    runner, a pool's workers) would live on as orphans, computing for nobody. If the parent
+    died before the request took effect, exit now.
+    """
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:
+        os._exit(1)
+
+
 def _attach(
+    parent: int,
     names: tuple[str, str],
     rows_shape: tuple[int, int],
     objective: Objective,
@@ -66,12 +87,13 @@ def _attach(
     threads: int,
     guide: Guide | None,
 ) -> None:
-    """Worker initialiser: map the shared arrays and build the worker's problem.
+    """Worker initialiser: die with the job's process, map the shared arrays, build the worker's problem.
 
     Spawned workers share the parent's resource tracker, so the parent's registration
     stands: the blocks are unlinked by the parent, or by the tracker if the parent dies.
     """
     global _worker_problem
+    die_with_parent(parent)
     _worker_limits.append(threadpool_limits(limits=SEARCH_BLAS_THREADS, user_api="blas"))
     rows_memory, flags_memory = SharedMemory(name=names[0]), SharedMemory(name=names[1])
     _worker_memory.extend([rows_memory, flags_memory])
@@ -121,6 +143,7 @@ def run_tasks(
     results: dict[int, Outcome] = {}
     with _shared(rows) as rows_memory, _shared(flags) as flags_memory:
         initargs = (
+            os.getpid(),
             (rows_memory.name, flags_memory.name),
             rows.shape,
             problem.objective,

@@ -319,6 +319,64 @@ def test_kill_9_mid_job_then_restart_completes_it_once(env: Env, watch) -> None:
     assert second.wait() == 0
 
 
+def _job_processes(marker: str) -> list[int]:
+    """Live processes whose environment carries the runner's job marker (the runner, its pool workers)."""
+    wanted = f"HEAVYOPT_RUNNER_JOB={marker}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if wanted in (entry / "environ").read_bytes().split(b"\0") and not gone(int(entry.name)):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+POOL_SETS = [*SLOW_SETS, "COMPUTE.workers=2", "OPTIMIZATION.evaluation_budget=20000"]
+
+
+def _searching(env: Env) -> tuple[dict, list[int]]:
+    """The running job once its pool is searching, and its processes (runner and workers)."""
+    store = env.store()
+    row = wait_for(
+        lambda: (r := store.rows("state = 'running'")) and r[0]["step"].startswith("search") and r[0]["progress"] > 26 and r[0],
+        180,
+        "the search",
+    )
+    marker = f"{row['seq']}:{row['job_id']}"
+    procs = wait_for(lambda: len(p := _job_processes(marker)) >= 3 and p, 30, "the runner and its two workers")
+    return row, procs
+
+
+def test_kill_9_of_the_daemon_leaves_no_process_of_the_job(env: Env, watch) -> None:
+    first = watch(*POOL_SETS)
+    env.drop("orphans.csv")
+    row, procs = _searching(env)
+    first.kill9()
+    # Nobody is left to clean up: the runner dies with the daemon, the workers with the runner.
+    wait_for(lambda: not _job_processes(f"{row['seq']}:{row['job_id']}"), 10, f"processes {procs} to die")
+    second = watch(*POOL_SETS)
+    assert env.result(row["job_id"], 240)["status"] == "completed"
+    second.signal(signal.SIGTERM)
+    assert second.wait() == 0
+
+
+def test_kill_9_of_the_runner_leaves_no_worker_and_fails_the_job_with_its_reason(env: Env, watch) -> None:
+    proc = watch(*POOL_SETS)
+    env.drop("runner.csv")
+    row, procs = _searching(env)
+    os.kill(row["pid"], signal.SIGKILL)
+    wait_for(lambda: not _job_processes(f"{row['seq']}:{row['job_id']}"), 10, f"processes {procs} to die")
+    result = env.result(row["job_id"], 60)
+    assert result["status"] == "failed"
+    assert "killed by SIGKILL" in result["reason"] and "out of memory" in result["reason"]
+    assert (env.root / result["archived_input"]).is_file()
+    proc.signal(signal.SIGTERM)
+    assert proc.wait() == 0
+
+
 def test_a_job_that_keeps_crashing_the_daemon_is_failed_with_a_reason(env: Env, watch) -> None:
     store = env.store()
     env.drop("crash.csv")
