@@ -3,7 +3,8 @@
 A reader (a user's Excel on the share, the queue daemon, a second job) never sees a half-written
 file: the content goes to a new hidden file beside the target (``mkstemp``: ``O_EXCL``, never a
 file or link that was already there), is flushed to disk, then renamed over the target in one
-step — or, with ``exclusive``, linked to it only if no file of that name exists yet. On any
+step — or, with ``exclusive``, linked to it only if no file of that name exists yet — and the
+folder is flushed too, so that the new name survives a power loss once the call returns. On any
 failure the temporary file is removed and the target is left as it was. Imports nothing of the
 project (the lowest layer, with ``errors``).
 """
@@ -43,3 +44,15 @@ def atomic_path(path: Path, *, exclusive: bool = False, mode: int | None = None)
             os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+    fsync_dir(path.parent)
+
+
+def fsync_dir(folder: Path) -> None:
+    """Flush a folder's entries (a rename or a new name in it) to disk."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    except OSError:  # some network file systems refuse fsync on a folder; their server orders the writes
+        pass
+    finally:
+        os.close(fd)

@@ -8,7 +8,6 @@ so each can be tried without a daemon. The daemon's side (moving files, recordin
 from __future__ import annotations
 
 import errno
-import json
 import os
 import re
 import stat
@@ -16,12 +15,17 @@ from pathlib import Path
 from typing import Any
 
 from errors import ConfigError, HeavyOptError
+from jobqueue.clients import decode_text, input_name, load_job_json, size_in_name
 from jobqueue.share import Share
 from optimizer.config_sources import SERVER_SECTIONS, Layer, read_ini
 
 JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,100}")
-JOB_TYPES = {
+JOB_TYPES = {  # job_type → whether it is a zone job
     "": False,
+    "complete_optimization": False,  # the predecessor's Windows client
+    "comprehensive_optimization": False,
+    "custom_optimization": False,
+    "hft_optimization": False,
     "optimization": False,
     "portfolio": False,
     "portfolio_optimization": False,
@@ -31,6 +35,7 @@ JOB_TYPES = {
     "zones": True,
 }
 JOB_FILE_LIMIT = 1_000_000  # bytes of a job file
+INPUT_FORMATS = ("", "csv", "csv_only")  # the predecessor's clients send "csv_only"
 
 
 class Rejected(HeavyOptError):
@@ -83,7 +88,7 @@ def portfolio_range(name: str, value: Any) -> tuple[int, int]:
         elif isinstance(value, str) and "-" in value.strip("- "):
             a, b = value.split("-", 1)
             low, high = int(a), int(b)
-        elif isinstance(value, bool):
+        elif isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
             raise ValueError
         else:
             low = high = int(value)
@@ -127,14 +132,11 @@ def peek_input_file(path: Path) -> str | None:
     try:
         if path.suffix.lower() != ".json":
             return None
-        request = json.loads(read_regular(path, path.name, "", limit=JOB_FILE_LIMIT).decode("utf-8-sig"))
+        request = load_job_json(decode_text(read_regular(path, path.name, "", limit=JOB_FILE_LIMIT)))
     except (Rejected, OSError, ValueError, RecursionError):
         return None
     value = request.get("input_file") if isinstance(request, dict) else None
-    if not isinstance(value, str):
-        return None
-    value = value.replace("\\", "/").removeprefix("input/")
-    return value if value not in ("", ".", "..") and "/" not in value and ":" not in value else None
+    return input_name(value) if isinstance(value, str) else None
 
 
 def parse_job_file(name: str, job_id: str, raw: bytes) -> Any:
@@ -142,7 +144,7 @@ def parse_job_file(name: str, job_id: str, raw: bytes) -> Any:
     if not JOB_ID.fullmatch(job_id):
         raise Rejected(f"{name}: job id {job_id!r}: use 1–100 letters, digits, '_' or '-' in the file name")
     try:
-        return json.loads(raw.decode("utf-8-sig"))
+        return load_job_json(decode_text(raw))
     except (ValueError, RecursionError) as exc:
         raise Rejected(f"{name}: not valid JSON ({exc}); write a JSON object with job_id and input_file") from None
 
@@ -162,7 +164,11 @@ def check_request(name: str, job_id: str, request: Any) -> str:
 
 
 def request_layer(name: str, request: dict[str, Any]) -> Layer:
-    """The keys a job file's fields set (``portfolio_size``, ``job_type``), credited to the job file."""
+    """The keys a job file's fields set (``portfolio_size``, ``job_type``), credited to the job file.
+
+    The predecessor's other fields are read and kept with the job (``timestamp``, ``client_info``,
+    ``execution_mode``: the server decides how a job runs); ``input_format`` must mean a CSV.
+    """
     layer: Layer = {}
     size = request.get("portfolio_size")
     if size not in (None, ""):
@@ -175,24 +181,44 @@ def request_layer(name: str, request: dict[str, Any]) -> Layer:
     if job_type not in JOB_TYPES:
         raise Rejected(
             f"{name}: job_type {request.get('job_type')!r} is not known; use one of "
-            "'portfolio_optimization', 'zone_optimization' or leave it out"
+            "'portfolio_optimization', 'complete_optimization', 'zone_optimization' or leave it out"
         )
     if JOB_TYPES[job_type]:
         layer["OPTIMIZATION"] = {"zone_optimization_enabled": ("true", f"{name} job_type")}
+    input_format = str(request.get("input_format") or "").strip().lower()
+    if input_format not in INPUT_FORMATS:
+        raise Rejected(
+            f"{name}: input_format {request.get('input_format')!r}: only CSV files are read "
+            '(input_format "csv_only", or leave it out); save the data as CSV and submit it again'
+        )
     return layer
 
 
+def name_layer(input_name: str) -> list[Layer]:
+    """A ``_ps<N>`` suffix in the input's name (``desk_ps50.csv``) sets size N, as the predecessor read it.
+
+    Below a sidecar INI and a job file's ``portfolio_size``, which say it explicitly.
+    """
+    size = size_in_name(Path(input_name).stem)
+    if size is None:
+        return []
+    source = f"input/{input_name} (name ends in _ps{size})"
+    return [{"PORTFOLIO": {"min_size": (str(size), source), "max_size": (str(size), source)}}]
+
+
 def resolve_input(input_dir: Path, name: str, input_file: str) -> Path:
-    """``input_file`` as a file directly inside ``input_dir``: no folders, no ``..``, no absolute paths."""
-    candidate = input_file.replace("\\", "/")
-    if candidate.startswith("input/"):
-        candidate = candidate[len("input/") :]
-    if "/" in candidate or candidate in ("", ".", "..") or ":" in candidate:
+    """``input_file`` as a file directly inside ``input_dir``: no folders, no ``..``, no path off the share.
+
+    A Windows client's ``Z:\\input\\desk.csv`` (or a UNC path ending in ``input\\desk.csv``) names
+    ``desk.csv`` in input/; it is looked up by that name alone.
+    """
+    plain = input_name(input_file)
+    if plain is None:
         raise Rejected(
-            f"{name}: input_file {input_file!r} must be the name of a file directly in input/ "
-            "(no folders, '..', drive letters or absolute paths)"
+            f"{name}: input_file {input_file!r} must be the name of a file in input/ on the share "
+            "(a plain name, input\\<name>, or <drive>:\\input\\<name>; no other folders or '..')"
         )
-    path = input_dir / candidate
+    path = input_dir / plain
     if not os.path.lexists(path):
         raise Rejected(f"{name}: input_file {input_file!r} is not in input/; copy it there first")
     return path

@@ -13,10 +13,13 @@ import hashlib
 import json
 import logging
 import os
+import shutil
+import stat
 import time
 from pathlib import Path
 from typing import Any
 
+from atomicio import atomic_path
 from errors import HeavyOptError
 from jobqueue.checks import (
     JOB_FILE_LIMIT,
@@ -25,6 +28,7 @@ from jobqueue.checks import (
     check_request,
     find_sidecar,
     merge_layers,
+    name_layer,
     parse_job_file,
     peek_input_file,
     read_regular,
@@ -32,6 +36,7 @@ from jobqueue.checks import (
     resolve_input,
     sidecar_layers,
 )
+from jobqueue.clients import input_name
 from jobqueue.publisher import Publisher
 from jobqueue.share import Share, sha256_file
 from jobqueue.store import QueueStore, now_iso
@@ -224,7 +229,7 @@ class Claimer:
         sidecar = find_sidecar(input_path)
         if sidecar is not None and sidecar.parent != job_dir:
             sidecar = None
-        return sidecar_layers(sidecar), input_path
+        return [*name_layer(input_path.name), *sidecar_layers(sidecar)], input_path
 
     def _read_jobfile(self, row: dict[str, Any]) -> tuple[list[Layer], Path]:
         job_id = row["job_id"]
@@ -245,25 +250,60 @@ class Claimer:
                 os.rename(sidecar, job_dir / sidecar.name)
         sidecar = find_sidecar(target)
         layer = request_layer(name, request)
-        return [*sidecar_layers(sidecar), *([layer] if layer else [])], target
+        return [*name_layer(target.name), *sidecar_layers(sidecar), *([layer] if layer else [])], target
 
     def _take_input(self, row: dict[str, Any], name: str, input_file: str, job_dir: Path) -> tuple[Path, Path]:
-        """Where the job file's input was in input/, and where it is now in the job's folder.
+        """Where the job file's input was, and where it is now in the job's folder.
 
         The input moves out of input/ first, so that a rejected job file's input is not taken for a
-        CSV dropped on its own.
+        CSV dropped on its own. With ``QUEUE.csv_drops = false`` input/ is the clients' library of
+        datasets (the predecessor's client lists it): the input is copied, and stays. An input no
+        longer in input/ because it already ran (dropped on its own, or named by an earlier job
+        file) is taken from the newest job that archived a file of that name.
         """
         if row["input_path"] and os.path.lexists(self.share.root / row["input_path"]):
             target = self.share.root / row["input_path"]  # moved before a restart
             return self.share.input / target.name, target
-        source = resolve_input(self.share.input, name, input_file)
+        try:
+            source = resolve_input(self.share.input, name, input_file)
+        except Rejected:
+            archived = self._archived(input_file)
+            if archived is None:
+                raise
+            source = archived
+            log.info("job %s: input %s taken from %s", row["job_id"], input_file, self.share.rel(source))
         target = job_dir / source.name
         try:
-            os.rename(source, target)
+            if source.parent == self.share.input and self.q.csv_drops:
+                os.rename(source, target)
+            else:
+                _copy(source, target)
         except FileNotFoundError:
             raise Rejected(f"{name}: input_file {input_file!r} is not in input/; copy it there first") from None
-        self.store.update(row["seq"], input_name=input_file, input_path=self.share.rel(target))
+        detail = None if source.parent == self.share.input else f"input taken from {self.share.rel(source)}"
+        self.store.update(
+            row["seq"], input_name=source.name, input_path=self.share.rel(target), event="input", detail=detail
+        )
         return source, target
+
+    def _archived(self, input_file: str) -> Path | None:
+        """The newest archived input named as ``input_file`` names it (a regular file inside the share)."""
+        plain = input_name(input_file)
+        if plain is None:
+            return None
+        for prev in reversed(self.store.rows("input_name = ? AND input_path IS NOT NULL", (plain,))):
+            path = self.share.root / prev["input_path"]
+            if path.name == plain and path.parent.parent == self.share.archive:
+                with contextlib.suppress(OSError):
+                    if stat.S_ISREG(os.lstat(path).st_mode):
+                        return path
+        return None
+
+
+def _copy(source: Path, target: Path) -> None:
+    """Copy ``source`` to ``target`` whole or not at all (never following a link)."""
+    with atomic_path(target, exclusive=True) as tmp:
+        shutil.copyfile(source, tmp, follow_symlinks=False)
 
 
 def age_s(path: Path) -> float:

@@ -340,11 +340,12 @@ POOL_SETS = [*SLOW_SETS, "COMPUTE.workers=2", "OPTIMIZATION.evaluation_budget=20
 def _searching(env: Env) -> tuple[dict, list[int]]:
     """The running job once its pool is searching, and its processes (runner and workers)."""
     store = env.store()
-    row = wait_for(
-        lambda: (r := store.rows("state = 'running'")) and r[0]["step"].startswith("search") and r[0]["progress"] > 26 and r[0],
-        180,
-        "the search",
-    )
+
+    def searching() -> dict | None:
+        rows = store.rows("state = 'running'")
+        return rows[0] if rows and rows[0]["step"].startswith("search") and rows[0]["progress"] > 26 else None
+
+    row = wait_for(searching, 180, "the search")
     marker = f"{row['seq']}:{row['job_id']}"
     procs = wait_for(lambda: len(p := _job_processes(marker)) >= 3 and p, 30, "the runner and its two workers")
     return row, procs
