@@ -91,7 +91,7 @@ def job(store: QueueView, job_id: str) -> dict[str, Any] | None:
 
 
 def health(store: QueueView, rescan_s: float) -> tuple[bool, dict[str, Any]]:
-    """Liveness: the store answers and the daemon scanned the share recently."""
+    """Liveness: the store answers, the share is there and the daemon scanned it recently."""
     try:
         daemon = store.daemon()
         store.ping()
@@ -101,11 +101,13 @@ def health(store: QueueView, rescan_s: float) -> tuple[bool, dict[str, Any]]:
     last_scan = daemon.get("last_scan")
     age = (datetime.now(UTC) - datetime.fromisoformat(last_scan)).total_seconds() if last_scan else None
     fresh = age is not None and age <= 3 * rescan_s + 10
-    ok = reachable and daemon.get("state") == "running" and fresh
+    missing = daemon.get("share_state") == "missing"
+    ok = reachable and daemon.get("state") == "running" and fresh and not missing
     return ok, {
         "status": "ok" if ok else "degraded",
         "store": "reachable",
         "daemon": daemon.get("state"),
+        "share": f"missing since {daemon.get('share_missing_since')}: the daemon waits for it" if missing else "ok",
         "last_scan": last_scan,
         "last_scan_age_s": round(age, 1) if age is not None else None,
     }

@@ -259,6 +259,7 @@ def _wait_for(where: Any, job_id: str, timeout: float) -> None:
 @app.command()
 def status(
     job_id: Annotated[str | None, typer.Argument(help="Show one job in full.")] = None,
+    share: ShareOpt = None,
     config_file: ConfigOpt = None,
     data_dir: DataDirOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print what GET /status (or /jobs/{id}) returns.")] = False,
@@ -266,16 +267,24 @@ def status(
 ) -> None:
     """What the daemon is doing, from its job database (the same as GET /status and GET /jobs)."""
     from api import views
+    from jobqueue.share import Share
+    from jobqueue.store import store_path
     from jobqueue.view import QueueView
     from optimizer.config import data_dir as data_folder
 
     extra = [f"DATABASE.data_dir={data_dir.absolute()}"] if data_dir is not None else []
+    if share is not None:
+        extra.append(f"QUEUE.share={share.absolute()}")
     try:
         config = config_from(config_file, None, extra)
-        path = data_folder(config) / "queue.sqlite3"
-        if not path.exists():
+        if not config.queue.share:
+            raise ConfigError("config error: QUEUE.share is not set; give --share DIR or the daemon's --config")
+        root = Path(config.queue.share).absolute()
+        path = store_path(data_folder(config), Share(root).identity())
+        if path is None or not path.exists():
             raise ConfigError(
-                f"config error: no job database at {path}; give the daemon's --data-dir (DATABASE.data_dir)"
+                f"config error: no job database for the share {root} in {data_folder(config)}; no daemon has "
+                "run on it yet, or give the daemon's --data-dir (DATABASE.data_dir)"
             )
         store = QueueView(path)
         if job_id is not None:

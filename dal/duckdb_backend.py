@@ -63,12 +63,18 @@ class DuckDBBackend:
                 if locked and time.monotonic() < deadline:
                     time.sleep(0.1)
                     continue
-                hint = (
-                    f"another process has held it for {self.lock_wait_s:g} s; stop it or set "
-                    "DATABASE.data_dir to another folder"
-                    if locked
-                    else "check DATABASE.data_dir / DATABASE.url and the folder's permissions"
-                )
+                if locked:
+                    hint = (
+                        f"another process has held it for {self.lock_wait_s:g} s; stop it or set "
+                        "DATABASE.data_dir to another folder"
+                    )
+                elif "not a valid duckdb database" in first.lower() or "corrupt" in first.lower():
+                    hint = (
+                        "the file is damaged or not a DuckDB file: move it aside (the next job makes a new one; "
+                        "it holds only recent jobs' P&L and results) or restore it from a backup"
+                    )
+                else:
+                    hint = "check DATABASE.data_dir / DATABASE.url and the folder's permissions"
                 raise BackendUnavailable(f"database error: cannot open {self.path}: {first}; {hint}") from None
 
     @contextmanager

@@ -194,7 +194,9 @@ class Claimer:
                 layers_job, input_path = self._read_csv_job(row)
             check_input(input_path, self.share, self.q.max_input_mb)
             config = build_config(merge_layers(self.server_layers, layers_job))
-            config_sha = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()
+            # What decides the results: the queue's and the API's settings (the share's path among them) do not.
+            deciding = {k: v for k, v in config.to_dict().items() if k not in ("QUEUE", "API")}
+            config_sha = hashlib.sha256(json.dumps(deciding, sort_keys=True).encode()).hexdigest()
             self.store.update(
                 seq,
                 input_path=self.share.rel(input_path),

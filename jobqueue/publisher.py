@@ -105,12 +105,12 @@ class Publisher:
         job_id = row["job_id"]
         folder = self.share.completed if row["state"] == "completed" else self.share.failed
         try:
-            write_json_atomic(folder / f"{job_id}.json", result_document(row))
-            if row["kind"] == "jobfile":
+            if row["kind"] == "jobfile":  # first: a client that sees its result finds processing/ cleared
                 claimed = self.share.processing / Path(row["origin"]).name
                 job_dir = self.share.own_dir(row["job_dir"]) if row["job_dir"] else None
                 if os.path.lexists(claimed) and job_dir is not None:
                     os.rename(claimed, job_dir / claimed.name)
+            write_json_atomic(folder / f"{job_id}.json", result_document(row))
         except OSError as exc:  # retried at the next rescan and at the next start
             log.error("job %s: cannot publish its result in %s: %s", job_id, self.share.rel(folder), exc)
             return

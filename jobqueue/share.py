@@ -18,6 +18,7 @@ from typing import Any
 from atomicio import atomic_path
 from errors import ConfigError
 
+IDENTITY = ".heavyopt/share.json"  # the share's own id: its job history follows it, not its path
 SUBDIRS = (
     "input",
     "jobs/queue",
@@ -90,6 +91,29 @@ class Share:
                         "must be real folders (links could lead out of the share)"
                     )
 
+    @property
+    def identity_file(self) -> Path:
+        return self.root / IDENTITY
+
+    def identity(self, *, create: bool = False) -> str | None:
+        """The share's id, kept in ``.heavyopt/share.json`` on the share (made once with ``create``).
+
+        A share's jobs live in a job database of its own, found by this id (see
+        :func:`jobqueue.store.store_path`): two shares never see each other's jobs, and a share
+        moved to another path keeps its history.
+        """
+        try:
+            return _read_identity(self.identity_file)
+        except FileNotFoundError:
+            if not create:
+                return None
+        folder = self.identity_file.parent
+        folder.mkdir(exist_ok=True)
+        if stat.S_ISLNK(os.lstat(folder).st_mode):
+            raise ConfigError(f"config error: QUEUE.share: {folder} is a symbolic link; it must be a real folder")
+        write_json_exclusive(self.identity_file, {"share_id": uuid.uuid4().hex, "created_at_path": str(self.root)})
+        return _read_identity(self.identity_file)  # another daemon's, if it was first
+
     def rel(self, path: Path) -> str:
         """``path`` as the share's users see it: relative to the root, with forward slashes."""
         try:
@@ -127,6 +151,19 @@ class Share:
         except FileNotFoundError:
             return None
         return path if stat.S_ISDIR(st.st_mode) and self.contains(path) else None
+
+
+def _read_identity(path: Path) -> str:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))["share_id"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(
+            f"config error: {path} is damaged ({type(exc).__name__}); restore it from a backup, or delete it "
+            "to start the share with an empty job history"
+        ) from None
+    if not isinstance(value, str) or not value.isalnum():
+        raise ConfigError(f"config error: {path}: share_id {value!r} is not an id; restore the file or delete it")
+    return value
 
 
 def sha256_file(path: Path | int) -> str:

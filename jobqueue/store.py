@@ -1,4 +1,8 @@
-"""The daemon's job state: one SQLite file beside the DuckDB store, owned by the daemon.
+"""The daemon's job state: one SQLite file per share, in the data folder, owned by the daemon.
+
+Each share has its own file, ``<data_dir>/shares/<share id>/queue.sqlite3``, found by the id the
+share carries (:meth:`jobqueue.share.Share.identity`): a daemon, the API and ``heavyopt status``
+on one share never see another share's jobs, and a share moved to a new path keeps its history.
 
 SQLite (WAL) and not the DuckDB file: a running job's process writes the DuckDB file
 while the daemon records progress, and readers (``heavyopt status``, the API) read this
@@ -59,6 +63,20 @@ SCHEMA = (
 )
 
 
+BUSY_TIMEOUT_S = 30.0  # a write waits this long for another program's lock before it fails
+LEGACY_NAME = "queue.sqlite3"  # before one database per share: <data_dir>/queue.sqlite3, every share's jobs
+
+
+def store_folder(data_dir: Path, share_id: str) -> Path:
+    """Where a share's job database and its daemon lock live."""
+    return data_dir / "shares" / share_id
+
+
+def store_path(data_dir: Path, share_id: str | None) -> Path | None:
+    """A share's job database (None for a share no daemon has started on: it has no jobs yet)."""
+    return store_folder(data_dir, share_id) / "queue.sqlite3" if share_id else None
+
+
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
@@ -69,7 +87,7 @@ class QueueStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._con = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+        self._con = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
         self._con.row_factory = sqlite3.Row
         self._lock = threading.RLock()
         self._con.execute("PRAGMA journal_mode=WAL")
@@ -143,6 +161,27 @@ class QueueStore:
     def daemon(self) -> dict[str, Any]:
         with self._lock:
             return {k: json.loads(v) for k, v in self._con.execute("SELECT key, value FROM daemon")}
+
+    def import_legacy(self, legacy: Path, share_root: str) -> int:
+        """Copy one share's jobs and events from the database every share once shared; returns the jobs copied.
+
+        Only into an empty database (the first start on this share); the old file is only read.
+        """
+        with self._lock:
+            if self._con.execute("SELECT COUNT(*) FROM jobs").fetchone()[0]:
+                return 0
+            self._con.execute("ATTACH DATABASE ? AS legacy", [str(legacy)])
+            try:
+                with self.transaction() as con:
+                    cur = con.execute("INSERT INTO jobs SELECT * FROM legacy.jobs WHERE share = ?", [share_root])
+                    con.execute(
+                        "INSERT INTO events SELECT e.* FROM legacy.events e JOIN legacy.jobs j ON e.seq = j.seq "
+                        "WHERE j.share = ?",
+                        [share_root],
+                    )
+                    return int(cur.rowcount)
+            finally:
+                self._con.execute("DETACH DATABASE legacy")
 
     def close(self) -> None:
         self._con.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -117,6 +118,8 @@ class Watcher:
             try:
                 if claim(path):
                     self._seen.pop(path, None)
+            except sqlite3.OperationalError:  # the job database locked or busy: not the file's fault, try again
+                raise
             except Exception:  # one bad file must not stop the queue (logged with its traceback)
                 log.exception("cannot claim %s; it is skipped until it changes", self.share.rel(path))
                 self._broken[path] = (seen.size, seen.mtime_ns)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -13,7 +14,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from atomicio import atomic_path
+from atomicio import atomic_path, fsync_dir
+from errors import JobFailed
 from outputs import charts, tables, text, validation
 from outputs.report import RunReport, Winner
 
@@ -201,10 +203,12 @@ def _unused(path: Path) -> Path:
 def write_run_folder(report: RunReport, out_dir: Path, started: time.struct_time) -> tuple[Path, list[str]]:
     """Write every registered output into ``out_dir/run_<stamp>_<job_id>/``.
 
-    The files are written into a hidden temporary folder that is renamed into place
-    only when every writer has run, so a reader never sees a partial run folder; hidden
-    folders left by killed jobs are swept first. A failing writer is recorded (returned
-    and written to ``error_log.txt``); the others still run.
+    The files are written into a hidden temporary folder that is flushed to disk and renamed
+    into place only when every writer has run, so a reader never sees a partial run folder,
+    and a run folder that is visible survives a power loss; hidden folders left by killed
+    jobs are swept first. A failing writer is recorded (returned and written to
+    ``error_log.txt``); the others still run. A full disk is not such a failure: the folder
+    is removed and the job fails (:class:`JobFailed`), as every later file would fail too.
 
     Returns
     -------
@@ -221,10 +225,41 @@ def write_run_folder(report: RunReport, out_dir: Path, started: time.struct_time
             try:
                 writer(report, tmp)
             except Exception as exc:  # noqa: BLE001 - one failing file must not cost the others
+                _raise_if_full(exc, out_dir, name)
                 errors.append(f"{name}: {type(exc).__name__}: {exc}")
-        write_atomic(tmp / "error_log.txt", text.error_log(errors))
+        try:
+            write_atomic(tmp / "error_log.txt", text.error_log(errors))
+            _fsync_tree(tmp)
+        except OSError as exc:
+            _raise_if_full(exc, out_dir, "error_log.txt")
+            raise
         os.rename(tmp, final)
+        fsync_dir(out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final, errors
+
+
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def _raise_if_full(exc: BaseException, out_dir: Path, name: str) -> None:
+    """A file that failed for want of space fails the job: no run folder at all, rather than a partial one."""
+    if isinstance(exc, OSError) and exc.errno in NO_SPACE:
+        raise JobFailed(
+            f"job failed: no space left in {out_dir} while writing {name} ({exc.strerror}); no run folder was "
+            "published. Free space there (or ask the operator to) and submit the job again"
+        ) from None
+
+
+def _fsync_tree(folder: Path) -> None:
+    """Flush every file of a freshly written folder, then the folder itself."""
+    for path in folder.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    fsync_dir(folder)

@@ -68,7 +68,7 @@ def test_serve_runs_a_dropped_file_and_status_follows_it(env: Env, watch) -> Non
     assert code == 200 and "Heavy Optimizer" in page
     # The terminal view reads the same database.
     done = subprocess.run(
-        [sys.executable, "-m", "cli", "status", "--data-dir", str(env.state), "--json"],
+        [sys.executable, "-m", "cli", "status", "--share", str(env.root), "--data-dir", str(env.state), "--json"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -77,7 +77,7 @@ def test_serve_runs_a_dropped_file_and_status_follows_it(env: Env, watch) -> Non
     code, over_http = get(f"{base}/status")
     assert json.loads(done.stdout)["status"] == over_http["status"] == "idle"
     table = subprocess.run(
-        [sys.executable, "-m", "cli", "status", "--data-dir", str(env.state)],
+        [sys.executable, "-m", "cli", "status", "--share", str(env.root), "--data-dir", str(env.state)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -85,7 +85,7 @@ def test_serve_runs_a_dropped_file_and_status_follows_it(env: Env, watch) -> Non
     )
     assert table.returncode == 0 and "idle" in table.stdout and job_id in table.stdout
     one = subprocess.run(
-        [sys.executable, "-m", "cli", "status", job_id, "--data-dir", str(env.state)],
+        [sys.executable, "-m", "cli", "status", job_id, "--share", str(env.root), "--data-dir", str(env.state)],
         capture_output=True,
         text=True,
         timeout=60,

@@ -18,7 +18,7 @@ import pytest
 
 from jobqueue.daemon import Daemon, server_layers
 from jobqueue.share import Share
-from jobqueue.store import QueueStore
+from jobqueue.store import QueueStore, store_path
 from optimizer.config import build_config
 from optimizer.synthetic import write_csv
 
@@ -66,8 +66,15 @@ class Env:
         os.rename(tmp, target)
         return target
 
+    @property
+    def store_path(self) -> Path:
+        """The share's job database (the share gets its id here if no daemon has given it one yet)."""
+        path = store_path(self.state, self.share.identity(create=True))
+        assert path is not None
+        return path
+
     def store(self) -> QueueStore:
-        return QueueStore(self.state / "queue.sqlite3")
+        return QueueStore(self.store_path)
 
     def result(self, job_id: str, timeout: float = 90) -> dict[str, Any]:
         """Poll as an old client does: completed/<id>.json or failed/<id>.json."""
