@@ -5,13 +5,16 @@ pyarrow, DuckDB's ``read_csv``) pay per-column overhead and take seconds at that
 width; the C ``csv`` module reading row by row plus one ``float`` conversion per row
 takes well under a second (``heavyopt bench`` measures both). Rows are numbered as a
 spreadsheet shows them: the header is row 1.
+
+Hostile input is refused with an :class:`InputError`, never another exception: the file's
+size, its header line's length and its column count are checked before the file is read
+whole (``MAX_INPUT_MB``, ``MAX_HEADER_BYTES``, ``MAX_COLUMNS``; docs/architecture.md), in
+:mod:`optimizer.csvtext`, which reads the file into records; this module makes them a dataset.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import operator
 import re
 from collections.abc import Callable, Iterator, Sequence
@@ -21,7 +24,18 @@ from pathlib import Path
 
 import numpy as np
 
-from errors import InputError
+from optimizer.csvtext import (  # noqa: F401 - the limits are part of this module's interface too
+    MAX_COLUMNS,
+    MAX_HEADER_BYTES,
+    MAX_INPUT_MB,
+    decode,
+    delimiter,
+    fail,
+    first_line,
+    read_bytes,
+    shown,
+    split_records,
+)
 
 # Metadata columns, recognised by name case-insensitively, never by position.
 METADATA_COLUMNS = (
@@ -111,32 +125,6 @@ def sum_by_date(dates: np.ndarray, pnl: np.ndarray) -> tuple[np.ndarray, np.ndar
     return unique, summed
 
 
-def _fail(path: Path, where: str, what: str) -> InputError:
-    return InputError(f"input error: {path.name}{', ' + where if where else ''}: {what}")
-
-
-def _read(path: Path) -> bytes:
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"input error: {path}: file not found") from None
-    except IsADirectoryError:
-        raise InputError(f"input error: {path}: is a directory, expected a CSV file") from None
-    except PermissionError:
-        raise InputError(f"input error: {path}: permission denied; check the file's owner and mode") from None
-    if not raw[:4096].strip() and not raw.strip():
-        raise InputError(f"input error: {path.name}: the file is empty; expected a header row and one row per day")
-    return raw
-
-
-def _decode(raw: bytes) -> str:
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        # Excel's "CSV (Comma delimited)" writes the Windows ANSI code page.
-        return raw.decode("cp1252", errors="replace")
-
-
 def _header(path: Path, names: list[str]) -> tuple[list[str], int]:
     """Strip names; return them and how many trailing unnamed columns Excel left."""
     names = [n.strip() for n in names]
@@ -147,17 +135,17 @@ def _header(path: Path, names: list[str]) -> tuple[list[str], int]:
     seen: dict[str, int] = {}
     for pos, name in enumerate(names, start=1):
         if name == "":
-            raise _fail(path, f"row 1, column {pos}", "the column has no name; name it or delete the column")
+            raise fail(path, f"row 1, column {pos}", "the column has no name; name it or delete the column")
         key = name.lower() if name.lower() in _METADATA_BY_LOWER else name
         if key in seen:
-            raise _fail(
+            raise fail(
                 path,
-                f"row 1, column {pos} {name!r}",
+                f"row 1, column {pos} {shown(name)}",
                 f"duplicate column name (also column {seen[key]}); column names must be unique",
             )
         seen[key] = pos
     if "date" not in seen:
-        raise _fail(path, "row 1", "no 'Date' column; the first row must be a header with a Date column")
+        raise fail(path, "row 1", "no 'Date' column; the first row must be a header with a Date column")
     return names, trailing
 
 
@@ -179,18 +167,18 @@ def _parse_cells(
             try:
                 values[j] = float(text)
             except ValueError:
-                raise _fail(
+                raise fail(
                     path,
-                    f"row {row_no}, column {names[j]!r}",
-                    f"{cell!r} is not a number; fix the cell, or leave it blank for no trade (P&L 0)",
+                    f"row {row_no}, column {shown(names[j])}",
+                    f"{shown(cell)} is not a number; fix the cell, or leave it blank for no trade (P&L 0)",
                 ) from None
     finite = np.isfinite(values)
     if not finite.all():
         j = int(np.argmin(finite))
-        raise _fail(
+        raise fail(
             path,
-            f"row {row_no}, column {names[j]!r}",
-            f"{cells[j]!r} is not a finite number; P&L must be a finite amount (blank for no trade)",
+            f"row {row_no}, column {shown(names[j])}",
+            f"{shown(cells[j])} is not a finite number; P&L must be a finite amount (blank for no trade)",
         )
     return values, blanks
 
@@ -205,37 +193,38 @@ def _date_parser(path: Path, texts: Sequence[str], rows: Sequence[int], fmt: str
     other = [i for i, t in enumerate(texts) if _XX_XX_YYYY.match(t)]
     bad = next((i for i, t in enumerate(texts) if not _ISO.match(t) and not _XX_XX_YYYY.match(t)), None)
     if bad is not None:
-        raise _fail(
+        raise fail(
             path,
             f"row {rows[bad]}, column 'Date'",
-            f"{texts[bad]!r} is not a date; use YYYY-MM-DD or DD-MM-YYYY",
+            f"{shown(texts[bad])} is not a date; use YYYY-MM-DD or DD-MM-YYYY",
         )
     if iso and other:
         a, b = iso[0], other[0]
-        raise _fail(
+        raise fail(
             path,
             "column 'Date'",
-            f"mixed date formats: row {rows[a]} has {texts[a]!r}, row {rows[b]} has {texts[b]!r}; use one format",
+            f"mixed date formats: row {rows[a]} has {shown(texts[a])}, row {rows[b]} has {shown(texts[b])}; "
+            "use one format",
         )
     parts = [_XX_XX_YYYY.match(texts[i]).groups() for i in other]  # type: ignore[union-attr]
     first_over = next((i for i, p in enumerate(parts) if int(p[0]) > 12), None)
     second_over = next((i for i, p in enumerate(parts) if int(p[1]) > 12), None)
     if first_over is not None and second_over is not None:
         a, b = first_over, second_over
-        raise _fail(
+        raise fail(
             path,
             "column 'Date'",
-            f"row {rows[a]} {texts[a]!r} reads only as DD-MM-YYYY but row {rows[b]} {texts[b]!r} only as "
+            f"row {rows[a]} {shown(texts[a])} reads only as DD-MM-YYYY but row {rows[b]} {shown(texts[b])} only as "
             "MM-DD-YYYY; use one format",
         )
     if first_over is not None:
         return "DD-MM-YYYY"
     if second_over is not None:
         return "MM-DD-YYYY"
-    raise _fail(
+    raise fail(
         path,
         "column 'Date'",
-        f"dates such as {texts[0]!r} read as both DD-MM-YYYY and MM-DD-YYYY; "
+        f"dates such as {shown(texts[0])} read as both DD-MM-YYYY and MM-DD-YYYY; "
         "set INPUT.date_format = DD-MM-YYYY (or MM-DD-YYYY), or write dates as YYYY-MM-DD",
     )
 
@@ -252,7 +241,7 @@ def _parse_dates(path: Path, texts: Sequence[str], rows: Sequence[int], fmt: str
             y, m, d = {"YYYY-MM-DD": (a, b, c), "DD-MM-YYYY": (c, b, a), "MM-DD-YYYY": (c, a, b)}[fmt]
             out[i] = np.datetime64(date(y, m, d))
         except ValueError:
-            raise _fail(path, f"row {rows[i]}, column 'Date'", f"{text!r} is not a valid {fmt} date") from None
+            raise fail(path, f"row {rows[i]}, column 'Date'", f"{shown(text)} is not a valid {fmt} date") from None
     return out
 
 
@@ -263,8 +252,8 @@ def _check_unique_rows(
     for i, day in enumerate(dates.tolist()):
         key = (day, zones[i].strip().lower() if zones is not None else "")
         if key in seen:
-            what = f"date {texts[i]!r}" + (f" and zone {zones[i]!r}" if zones is not None else "")
-            raise _fail(
+            what = f"date {shown(texts[i])}" + (f" and zone {shown(zones[i])}" if zones is not None else "")
+            raise fail(
                 path,
                 f"row {rows[i]}",
                 f"duplicate {what} (first at row {rows[seen[key]]}); each "
@@ -272,27 +261,6 @@ def _check_unique_rows(
                 + " must appear once",
             )
         seen[key] = i
-
-
-def _records(text: str, delimiter: str) -> Iterator[tuple[int, list[str]]]:
-    """(spreadsheet row number, fields) of each line.
-
-    A file without a quote character is split directly, which is 2–3× faster than the
-    ``csv`` module at 25k columns; any quoting goes through the ``csv`` module.
-    """
-    if '"' not in text:
-        for number, line in enumerate(text.split("\n"), start=1):
-            yield number, line.rstrip("\r").split(delimiter) if line.strip() else []
-        return
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    for row in reader:
-        yield reader.line_num, row
-
-
-def _delimiter(text: str) -> str:
-    """``;`` when the first line has more semicolons than commas (a European Excel export), else ``,``."""
-    first_line = text.split("\n", 1)[0]
-    return ";" if first_line.count(";") > first_line.count(",") else ","
 
 
 @dataclass(frozen=True)
@@ -313,9 +281,9 @@ def _columns(path: Path, names: list[str], trailing: int, min_strategies: int) -
     strat_pos = [i for i, n in enumerate(names) if n.lower() not in _METADATA_BY_LOWER]
     strategies = tuple(names[i] for i in strat_pos)
     if not strategies:
-        raise _fail(path, "row 1", "no strategy columns; every column other than Date and metadata is a strategy")
+        raise fail(path, "row 1", "no strategy columns; every column other than Date and metadata is a strategy")
     if len(strategies) < min_strategies:
-        raise _fail(
+        raise fail(
             path,
             "row 1",
             f"{len(strategies)} strategy columns, fewer than the smallest portfolio size {min_strategies} "
@@ -347,10 +315,10 @@ def _check_fields(path: Path, row_no: int, row: list[str], columns: _Columns) ->
     """A row has a field per named column (plus, optionally, Excel's trailing ones, all blank)."""
     width = columns.width
     if len(row) != width + columns.trailing and len(row) != width:
-        raise _fail(path, f"row {row_no}", f"{len(row)} fields but the header has {width}; check for a stray comma")
+        raise fail(path, f"row {row_no}", f"{len(row)} fields but the header has {width}; check for a stray comma")
     extra = next((i for i, c in enumerate(row[width:]) if c.strip()), None)
     if extra is not None:
-        raise _fail(path, f"row {row_no}, column {width + 1 + extra}", "a value under a column that has no name")
+        raise fail(path, f"row {row_no}, column {width + 1 + extra}", "a value under a column that has no name")
 
 
 def _read_rows(path: Path, records: Iterator[tuple[int, list[str]]], columns: _Columns) -> _Rows:
@@ -375,13 +343,18 @@ def _dates(path: Path, texts: Sequence[str], rows: Sequence[int], date_format: s
     """The Date column: no blanks, one format (configured or decided), every date valid -> (dates, format)."""
     for i, t in enumerate(texts):
         if not t:
-            raise _fail(path, f"row {rows[i]}, column 'Date'", "the date is blank")
+            raise fail(path, f"row {rows[i]}, column 'Date'", "the date is blank")
     fmt = _date_parser(path, texts, rows, date_format)
     return _parse_dates(path, texts, rows, fmt), fmt
 
 
-def load_csv(path: str | Path, *, date_format: str = "auto", min_strategies: int = 1) -> Dataset:
+def load_csv(
+    path: str | Path, *, date_format: str = "auto", min_strategies: int = 1, max_input_mb: float = MAX_INPUT_MB
+) -> Dataset:
     """Parse and validate one input file (brief §2).
+
+    A file over ``max_input_mb`` (10^6 bytes), a header line over ``MAX_HEADER_BYTES`` or over
+    ``MAX_COLUMNS`` columns is refused before the file is read whole.
 
     Raises
     ------
@@ -391,10 +364,12 @@ def load_csv(path: str | Path, *, date_format: str = "auto", min_strategies: int
     if date_format not in ("auto", *_FORMAT_ORDER):
         raise ValueError(f"date_format must be 'auto' or one of {_FORMAT_ORDER}, not {date_format!r}")
     path = Path(path)
-    raw = _read(path)
-    text = _decode(raw)
-    records = _records(text, _delimiter(text))
-    names, trailing = _header(path, next(records)[1])
+    raw = read_bytes(path, max_input_mb)
+    sha256 = hashlib.sha256(raw).hexdigest()
+    text = decode(raw)
+    del raw  # not held beside its text: the file's size again
+    records = split_records(path, text, delimiter(first_line(text)))
+    names, trailing = _header(path, next(records, (1, []))[1])
     columns = _columns(path, names, trailing, min_strategies)
     rows = _read_rows(path, records, columns)
 
@@ -403,12 +378,12 @@ def load_csv(path: str | Path, *, date_format: str = "auto", min_strategies: int
     zones = tuple(meta["Zone"]) if "Zone" in meta else None
     _check_unique_rows(path, dates, zones, row_numbers, meta["Date"])
     if len(np.unique(dates)) < 2:
-        raise _fail(path, "", f"{len(np.unique(dates))} trading day(s); at least 2 days are needed")
+        raise fail(path, "", f"{len(np.unique(dates))} trading day(s); at least 2 days are needed")
     pnl = np.vstack(rows.values)
     pnl.setflags(write=False)
     return Dataset(
         source=str(path),
-        sha256=hashlib.sha256(raw).hexdigest(),
+        sha256=sha256,
         strategies=columns.strategies,
         dates=dates,
         zones=zones,

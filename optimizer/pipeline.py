@@ -124,7 +124,8 @@ def run_job(
         log.warning("OPTIMIZATION.balanced_mode = true has no effect in this version (kept for config_zone.ini)")
 
     with steps.step("load", STEP_START["load"]):
-        dataset = load_csv(path, date_format=config.input.date_format, min_strategies=config.portfolio.min_size)
+        fmt, fewest = config.input.date_format, config.portfolio.min_size  # the limit: the queue's, for every run
+        dataset = load_csv(path, date_format=fmt, min_strategies=fewest, max_input_mb=config.queue.max_input_mb)
     backend = open_store(config)
     compute = JobCompute(choose(config, len(dataset.strategies), dataset.n_rows, config.portfolio.max_size))
     try:
