@@ -20,7 +20,8 @@ TOKEN = "s3cret-token"
 
 
 def client_for(env: Env, d: Daemon | None = None, token: str = "") -> TestClient:
-    return TestClient(create_app(env.state / "queue.sqlite3", env.share, token=token, rescan_s=2, daemon=d))
+    app = create_app(env.store_path, env.share, token=token, rescan_s=2, daemon=d)
+    return TestClient(app, base_url="http://127.0.0.1:8080")  # a Host the API answers to (not "testserver")
 
 
 def _completed(env: Env, daemon: Callable[..., Daemon]) -> tuple[TestClient, str]:
