@@ -4,6 +4,21 @@ Read-only unless ``API.token`` is set; then ``POST /jobs`` (queue a file already
 ``input/``) and ``POST /jobs/{id}/cancel`` need ``Authorization: Bearer <token>``.
 Without a token those endpoints answer 403. No endpoint takes a path: files are named
 by a plain name inside ``input/`` and jobs by their id.
+
+The doors (docs/operations.md, "The API's doors"), checked in this order before any endpoint runs:
+
+1. Every request: the ``Host`` header must name this server (``127.0.0.1``, ``localhost``,
+   ``[::1]``, or a name given in ``create_app(allowed_hosts=...)``), any port; otherwise 400.
+   This is the defence against DNS rebinding, which would make a web page "same-origin" with us.
+2. Every request that is not GET, HEAD or OPTIONS: an ``Origin`` header, if sent, must name the
+   same host and port as ``Host``, and ``Sec-Fetch-Site``, if sent, be ``same-origin`` or ``none``;
+   otherwise 403, whatever the token. A body must be ``Content-Type: application/json``; otherwise
+   415, so an HTML form or a "simple" ``fetch`` cannot submit (both refuse cross-site request forgery).
+3. Every route on ``changes`` needs the token (``Context.authorise``), checked before the body is
+   validated. A bearer token is never added by a browser on its own, so 2 is defence in depth.
+
+No CORS headers are sent, so browsers keep other origins from reading any answer. The token
+never appears in an answer or a log line. TLS is a reverse proxy's job when bound beyond loopback.
 """
 
 from __future__ import annotations
@@ -11,18 +26,23 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
-from collections.abc import AsyncIterator
+import logging
+import re
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Protocol
 
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse, PlainTextResponse, Response, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, Field
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api import views
 from api.page import STATUS_PAGE
+from errors import ConfigError
 from jobqueue.checks import JOB_ID
 from jobqueue.share import Share, write_json_exclusive
 from jobqueue.store import FINAL, now_iso
@@ -31,6 +51,15 @@ from optimizer import __version__
 from optimizer.naming import job_stem
 
 State = Literal["claiming", "queued", "running", "completed", "failed"]
+log = logging.getLogger("heavyopt")
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")  # the names a browser uses for this machine
+BIND_ALL = ("", "0.0.0.0", "::", "[::]")  # bind addresses, not names: never a Host header's value
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})  # the methods that change nothing
+DEFAULT_PORTS = {"http": 80, "https": 443}
+# ``name[:port]`` as in a Host header: a DNS name or IPv4 address, or an IPv6 address in brackets.
+AUTHORITY = re.compile(r"(?P<name>[a-z0-9_.-]+|\[[0-9a-f:.]+\])(?::(?P<port>[0-9]{1,5}))?", re.IGNORECASE)
+ORIGIN = re.compile(r"(?P<scheme>https?)://(?P<authority>[^/]+)", re.IGNORECASE)
 
 
 class Canceller(Protocol):
@@ -66,13 +95,110 @@ class Context:
             )
 
 
+def _authority(value: str) -> tuple[str, int | None] | None:
+    """``name[:port]`` -> (lower-case name, port); None when ``value`` is not one."""
+    match = AUTHORITY.fullmatch(value)
+    if match is None:
+        return None
+    port = match["port"]
+    return match["name"].lower(), int(port) if port else None
+
+
+def host_names(entries: Sequence[str]) -> frozenset[str]:
+    """The names in ``entries`` as a Host header carries them (lower case, IPv6 in brackets, no port)."""
+    names = set()
+    for entry in entries:
+        entry = entry.strip()
+        if entry in BIND_ALL:
+            continue
+        if entry.count(":") > 1 and not entry.startswith("["):
+            entry = f"[{entry}]"  # a bare IPv6 address, as API.host is written
+        parsed = _authority(entry)
+        if parsed is None:
+            raise ConfigError(
+                f"config error: allowed API host {entry!r} is not a host name or address; "
+                "give names such as opt.example.com or 10.0.0.5"
+            )
+        names.add(parsed[0])
+    return frozenset(names)
+
+
+class Doors:
+    """ASGI middleware: refuses a request at the door, before any endpoint runs (module docstring)."""
+
+    def __init__(self, app: ASGIApp, hosts: frozenset[str]) -> None:
+        self.app = app
+        self.hosts = hosts
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        refusal = self.refusal(scope["method"] if scope["type"] == "http" else "GET", Headers(scope=scope))
+        if refusal is None:
+            await self.app(scope, receive, send)
+            return
+        status, why = refusal
+        # %r: the header values are the caller's, and go into the log quoted.
+        log.warning("status API refused %s %r: %s", scope.get("method", "websocket"), scope["path"][:200], why)
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        await JSONResponse({"detail": why}, status)(scope, receive, send)
+
+    def refusal(self, method: str, headers: Headers) -> tuple[int, str] | None:
+        """(status, reason) when the request may not come in; None when it may."""
+        given = headers.getlist("host")
+        host = _authority(given[0]) if len(given) == 1 else None
+        if host is None or host[0] not in self.hosts:
+            shown = repr(given[0][:100]) if len(given) == 1 else f"{len(given)} Host headers"
+            return 400, (
+                f"Host {shown} is not a name of this server: use http://127.0.0.1:<port>/, "
+                "or ask the operator to add the name to the API's allowed hosts"
+            )
+        if method in SAFE_METHODS:
+            return None
+        if headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
+            return 403, "a page of another site may not change anything here"
+        if "origin" in headers and not _same_origin(headers["origin"], host):
+            return 403, "a page of another origin may not change anything here"
+        has_body = headers.get("content-length", "0") != "0" or "transfer-encoding" in headers
+        media_type = headers.get("content-type", "").partition(";")[0].strip().lower()
+        if has_body and media_type != "application/json":
+            return 415, "send the body as JSON, with 'Content-Type: application/json'"
+        return None
+
+
+def _same_origin(origin: str, host: tuple[str, int | None]) -> bool:
+    """Whether ``origin`` (``scheme://name[:port]``) is the origin the Host header names.
+
+    A browser builds both from the page's URL, so a Host without a port means the Origin scheme's default.
+    "null" (a sandboxed frame, a file) and any other scheme are not.
+    """
+    match = ORIGIN.fullmatch(origin)
+    parsed = _authority(match["authority"]) if match else None
+    if match is None or parsed is None:
+        return False
+    default = DEFAULT_PORTS[match["scheme"].lower()]
+    return parsed[0] == host[0] and (parsed[1] or default) == (host[1] or default)
+
+
 async def _context(request: Request) -> Context:
     context: Context = request.app.state.api
     return context
 
 
 Ctx = Annotated[Context, Depends(_context)]
-router = APIRouter()
+
+
+def _authorised(ctx: Ctx, authorization: Annotated[str | None, Header()] = None) -> None:
+    ctx.authorise(authorization)
+
+
+router = APIRouter()  # reads: GET only
+# Every route that changes state goes here. The token is a dependency of the router, so it is checked before
+# the route's body is validated (tests/api/test_doors.py calls every route but GET/HEAD ones without it).
+changes = APIRouter(dependencies=[Depends(_authorised)])
 
 
 def create_app(
@@ -82,13 +208,22 @@ def create_app(
     token: str = "",
     rescan_s: float = 30.0,
     daemon: Canceller | None = None,
+    allowed_hosts: Sequence[str] = (),
 ) -> FastAPI:
+    """The API over the job database at ``store_path``.
+
+    ``allowed_hosts``: names (or addresses) this server answers to besides the loopback ones, e.g.
+    ``("opt.example.com", "10.0.0.5")`` when it is bound beyond loopback; a port in a name is ignored,
+    and bind-all addresses (``0.0.0.0``, ``::``) are skipped, so ``API.host`` can always be passed.
+    """
     app = FastAPI(
         title="Heavy Optimizer status API",
         version=__version__,
         description="Progress of the portfolio optimisation jobs queued on the share.",
     )
     app.include_router(router)
+    app.include_router(changes)
+    app.add_middleware(Doors, hosts=host_names((*LOOPBACK_HOSTS, *allowed_hosts)))
     app.state.api = Context(QueueView(store_path), share, token, rescan_s, daemon)
     app.state.store = app.state.api.store
     return app
@@ -164,9 +299,8 @@ def get_metrics(ctx: Ctx) -> Response:
     return Response(views.metrics(ctx.store), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.post("/jobs", status_code=202, summary="Queue a CSV already in input/ (needs the API token)")
-def post_job(submission: Submission, ctx: Ctx, authorization: Annotated[str | None, Header()] = None) -> dict[str, Any]:
-    ctx.authorise(authorization)
+@changes.post("/jobs", status_code=202, summary="Queue a CSV already in input/ (needs the API token)")
+def post_job(submission: Submission, ctx: Ctx) -> dict[str, Any]:
     name = submission.input_file
     if not name or "/" in name or "\\" in name or name in (".", "..") or ":" in name:
         raise HTTPException(422, f"input_file {name!r}: give the name of a file directly in input/")
@@ -185,9 +319,8 @@ def post_job(submission: Submission, ctx: Ctx, authorization: Annotated[str | No
     return {"job_id": job_id, "state": "submitted", "job_file": f"jobs/queue/{job_id}.json"}
 
 
-@router.post("/jobs/{job_id}/cancel", status_code=202, summary="Cancel a queued or running job (needs the token)")
-def cancel_job(job_id: str, ctx: Ctx, authorization: Annotated[str | None, Header()] = None) -> dict[str, Any]:
-    ctx.authorise(authorization)
+@changes.post("/jobs/{job_id}/cancel", status_code=202, summary="Cancel a queued or running job (needs the token)")
+def cancel_job(job_id: str, ctx: Ctx) -> dict[str, Any]:
     row = ctx.store.active(job_id)
     if row is None:
         raise HTTPException(409 if views.job(ctx.store, job_id) else 404, f"job {job_id!r} is not queued or running")

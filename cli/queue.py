@@ -121,11 +121,12 @@ def _start_api(daemon: Any) -> tuple[Any, Any]:
 
     api = daemon.config.api
     web = create_app(
-        daemon.data_dir / "queue.sqlite3",
+        daemon.store_path,
         daemon.share,
         token=api.token,
         rescan_s=daemon.config.queue.rescan_s,
         daemon=daemon,
+        allowed_hosts=(api.host,),  # its own address, when bound to one beyond loopback
     )
     server = uvicorn.Server(
         uvicorn.Config(
