@@ -126,7 +126,8 @@ def _start_api(daemon: Any) -> tuple[Any, Any]:
         token=api.token,
         rescan_s=daemon.config.queue.rescan_s,
         daemon=daemon,
-        allowed_hosts=(api.host,),  # its own address, when bound to one beyond loopback
+        # Its own address when bound to one beyond loopback, and the names it is reached by (DNS rebinding).
+        allowed_hosts=(api.host, *(name.strip() for name in api.allowed_hosts.split(",") if name.strip())),
     )
     server = uvicorn.Server(
         uvicorn.Config(
@@ -268,25 +269,14 @@ def status(
 ) -> None:
     """What the daemon is doing, from its job database (the same as GET /status and GET /jobs)."""
     from api import views
-    from jobqueue.share import Share
-    from jobqueue.store import store_path
     from jobqueue.view import QueueView
-    from optimizer.config import data_dir as data_folder
 
     extra = [f"DATABASE.data_dir={data_dir.absolute()}"] if data_dir is not None else []
     if share is not None:
         extra.append(f"QUEUE.share={share.absolute()}")
     try:
         config = config_from(config_file, None, extra)
-        if not config.queue.share:
-            raise ConfigError("config error: QUEUE.share is not set; give --share DIR or the daemon's --config")
-        root = Path(config.queue.share).absolute()
-        path = store_path(data_folder(config), Share(root).identity())
-        if path is None or not path.exists():
-            raise ConfigError(
-                f"config error: no job database for the share {root} in {data_folder(config)}; no daemon has "
-                "run on it yet, or give the daemon's --data-dir (DATABASE.data_dir)"
-            )
+        path = _job_database(config)
         store = QueueView(path)
         if job_id is not None:
             doc = views.job(store, job_id)
@@ -349,3 +339,29 @@ def _print_job(doc: dict[str, Any]) -> None:
     print_validation(doc.get("validation"))
     for step, seconds in (doc.get("timings_s") or {}).items():
         out.print(f"  {step}: {seconds:.2f} s", highlight=False)
+
+
+def _job_database(config: Config) -> Path:
+    """The job database of ``QUEUE.share``; without one, that of the only share with jobs in the data folder."""
+    from jobqueue.share import Share
+    from jobqueue.store import store_path
+    from jobqueue.view import QueueView
+    from optimizer.config import data_dir as data_folder
+
+    data = data_folder(config)
+    if config.queue.share:
+        root = Path(config.queue.share).absolute()
+        path = store_path(data, Share(root).identity())
+        if path is None or not path.exists():
+            raise ConfigError(
+                f"config error: no job database for the share {root} in {data}; no daemon has run on it yet, "
+                "or give the daemon's --data-dir (DATABASE.data_dir)"
+            )
+        return path
+    known = sorted((data / "shares").glob("*/queue.sqlite3"))
+    if len(known) == 1:
+        return known[0]
+    if not known:
+        raise ConfigError(f"config error: no job database in {data}; give the daemon's --data-dir (DATABASE.data_dir)")
+    shares = ", ".join(str(QueueView(p).daemon().get("share")) for p in known)
+    raise ConfigError(f"config error: several shares have jobs in {data} ({shares}); give --share DIR")

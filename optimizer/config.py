@@ -206,6 +206,7 @@ class Api:
     host: str = "127.0.0.1"
     port: int = 8080
     token: str = ""  # empty: the endpoints that change state are off
+    allowed_hosts: str = ""  # comma-separated names the API answers to besides loopback and API.host
 
     def __repr__(self) -> str:  # never show the token
         return f"Api(host={self.host!r}, port={self.port!r}, token={'***' if self.token else ''!r})"

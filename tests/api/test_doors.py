@@ -243,9 +243,14 @@ def _raw(port: int, method: str, path: str, headers: dict[str, str], body: bytes
 
 def test_the_doors_of_heavyopt_serve_over_real_http(env: Env, watch) -> None:
     port = free_port()
-    proc = watch("API.token=" + TOKEN, command="serve", args=("--port", str(port)))
+    proc = watch(
+        "API.token=" + TOKEN,
+        "API.allowed_hosts=optimizer.desk.local, Desk-7",
+        command="serve",
+        args=("--port", str(port)),
+    )
     (env.share.input / "x.csv").write_bytes(env.csv.read_bytes())
-    for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}"):
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}", "optimizer.desk.local", f"desk-7:{port}"):
         assert _raw(port, "GET", "/status", {"Host": host}) == 200, host
     for host in ("evil.example", f"evil.example:{port}", f"127.0.0.1.nip.io:{port}"):
         assert _raw(port, "GET", "/status", {"Host": host}) == 400, host

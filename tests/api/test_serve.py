@@ -121,12 +121,28 @@ def test_a_port_in_use_is_a_clear_error(env: Env, tmp_path: Path) -> None:
     assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
 
 
-def test_a_thousand_status_requests_while_a_job_runs(env: Env, watch, tmp_path: Path) -> None:
-    """No errors, and the job's result is the one the same job gives with nobody watching."""
+def _stream(url: str, timeout: float = 300) -> list[str]:
+    """The event names of one ``text/event-stream`` answer, read to its end."""
+    names = []
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        assert response.status == 200 and response.headers["content-type"].startswith("text/event-stream")
+        for raw in response:
+            line = raw.decode().rstrip("\r\n")
+            if line.startswith("event: "):
+                names.append(line[len("event: ") :])
+    return names
+
+
+def test_a_thousand_status_requests_and_a_hundred_event_streams_while_a_job_runs(
+    env: Env, watch, tmp_path: Path
+) -> None:
+    """No errors, every stream follows the job to its end, and the job's result is the one the same
+    job gives with nobody watching."""
     _, base = serve(watch, *SLOW_SETS)
     env.drop("loaded.csv")
-    wait_for(lambda: get(f"{base}/status")[1]["job"], 60, "the job to start")
+    job = wait_for(lambda: get(f"{base}/status")[1]["job"], 60, "the job to start")
     answers: list[tuple[int, Any] | Exception] = []
+    streams: list[list[str] | Exception] = []
     lock = threading.Lock()
     started = time.monotonic()
 
@@ -140,12 +156,23 @@ def test_a_thousand_status_requests_while_a_job_runs(env: Env, watch, tmp_path: 
             with lock:
                 answers.append(answer)
 
+    def follow() -> None:
+        try:
+            names: list[str] | Exception = _stream(f"{base}/jobs/{job['job_id']}/events")
+        except Exception as exc:  # noqa: BLE001 - kept, reported below
+            names = exc
+        with lock:
+            streams.append(names)
+
+    followers = [threading.Thread(target=follow) for _ in range(100)]
     threads = [threading.Thread(target=hammer, args=(250,)) for _ in range(4)]
-    for t in threads:
+    for t in followers + threads:
         t.start()
     for t in threads:
         t.join()
     elapsed = time.monotonic() - started
+    for t in followers:
+        t.join(timeout=300)
     assert len(answers) == 1000
     bad = [
         a
@@ -153,6 +180,9 @@ def test_a_thousand_status_requests_while_a_job_runs(env: Env, watch, tmp_path: 
         if isinstance(a, Exception) or a[0] != 200 or not isinstance(a[1], dict) or "progress" not in a[1]
     ]
     assert bad == []
+    assert len(streams) == 100
+    broken = [s for s in streams if isinstance(s, Exception) or s[-1:] != ["end"] or "completed" not in s]
+    assert broken == [], broken[:3]
     job_id = wait_for(lambda: [p.stem for p in env.share.completed.glob("*.json")], 180, "the job")[0]
     under_load = read_json(env.share.completed / f"{job_id}.json")
     assert under_load["status"] == "completed"
@@ -183,7 +213,7 @@ def test_a_thousand_status_requests_while_a_job_runs(env: Env, watch, tmp_path: 
     alone = read_json(next((tmp_path / "out").glob("run_*")) / "execution_summary.json")["winner"]
     assert under_load["winner"]["fitness"] == alone["fitness"]
     assert under_load["winner"]["strategies"] == alone["strategies"]
-    print(f"1,000 GET /status in {elapsed:.2f} s ({1000 / elapsed:,.0f}/s) while the job ran")
+    print(f"1,000 GET /status in {elapsed:.2f} s ({1000 / elapsed:,.0f}/s) beside 100 event streams, while the job ran")
 
 
 def _chromium() -> str | None:

@@ -127,7 +127,10 @@ def test_a_job_file_may_come_before_its_csv(env: Env, daemon) -> None:
             r"input_file '\.\./secret\.csv' must be the name of a file",
         ),
         (json.dumps({"input_file": "/etc/passwd"}).encode(), r"input_file '/etc/passwd' must be the name"),
-        (json.dumps({"input_file": "..\\..\\secret.csv"}).encode(), r"must be the name of a file directly in input/"),
+        (
+            json.dumps({"input_file": "..\\..\\secret.csv"}).encode(),
+            r"must be the name of a file in input/ on the share",
+        ),
         (json.dumps({"input_file": "missing.csv"}).encode(), r"input_file 'missing.csv' is not in input/"),
         (json.dumps({}).encode(), r"input_file is missing"),
     ],

@@ -209,7 +209,32 @@ def test_windows_users_submit_over_smb_and_find_their_results(env: Env, daemon, 
     (local / "job_bad.json").write_text('{"job_id": "job_bad", "input_file": "..\\\\..\\\\etc\\\\passwd"}')
     smbd.client("cd jobs/queue; put job_bad.json", cwd=local)
     failed = wait_for(lambda: smbd.get_json("jobs/failed/job_bad.json", local / "r3.json"), 60, "the failure")
-    assert "must be the name of a file directly in input/" in failed["reason"]
+    assert "must be the name of a file in input/ on the share" in failed["reason"]
 
     status = smbd.get_json("jobs/status/current_status.json", local / "status.json")
     assert status is not None and status["status"] in ("idle", "running")
+
+
+@pytest.mark.slow
+def test_two_hundred_csvs_copied_at_once_over_smb_run_once_each_in_fifo_order(
+    env: Env, daemon, smbd: Smb, tmp_path: Path
+) -> None:
+    local = tmp_path / "burst"
+    local.mkdir()
+    names = [f"f{k:03d}.csv" for k in range(200)]
+    for k, name in enumerate(names):  # distinct bytes: none is taken for a duplicate of another
+        (local / name).write_bytes(env.csv.read_bytes().replace(b"#1,", f"#{k},".encode(), 1))
+    daemon("QUEUE.workers=2", "QUEUE.settle_s=1.0")
+    # One SMB session copies them one after another, as Explorer copies a selection.
+    smbd.client("cd input; " + "; ".join(f"put {name}" for name in names), cwd=local)
+    wait_for(lambda: len(env.results()) >= 200, 900, "200 results")
+    time.sleep(2)  # nothing more may come
+    results = env.results()
+    assert len(results) == 200 and sorted(r["input_file"] for r in results) == names  # none lost, none twice
+    assert all(r["status"] == "completed" and r["attempts"] == 1 for r in results)
+    assert len({r["output_folder"] for r in results}) == 200 == len(list(env.share.output.glob("run_*")))
+    rows = env.store().rows("kind = 'csv'")
+    assert [r["input_name"] for r in rows] == names  # claimed in the order they were copied
+    started = [r["started_at"] for r in rows]
+    assert started == sorted(started)  # and started in that order (FIFO)
+    assert list(env.share.input.iterdir()) == []

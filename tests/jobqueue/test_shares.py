@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import sqlite3
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -74,6 +77,16 @@ def test_two_daemons_on_two_shares_keep_to_their_own(env: Env, on_share, tmp_pat
     for d, mine in ((a, done_a), (b, done_b)):
         assert [r["job_id"] for r in QueueView(d.store_path).jobs()] == mine  # what /jobs and heavyopt status read
         assert read_json(d.share.completed / f"{mine[0]}.json")["status"] == "completed"
+        shown = _status(mine[0], "--share", str(d.share.root), "--data-dir", str(env.state), "--json")
+        assert shown.returncode == 0 and json.loads(shown.stdout)["job_id"] == mine[0]
+        theirs = (done_b if d is a else done_a)[0]
+        assert _status(theirs, "--share", str(d.share.root), "--data-dir", str(env.state)).returncode == 2
+    both = _status("--data-dir", str(env.state))
+    assert both.returncode == 2 and "several shares have jobs" in both.stderr and str(b.share.root) in both.stderr
+
+
+def _status(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "cli", "status", *args], capture_output=True, text=True, timeout=60)
 
 
 def test_a_share_never_reruns_or_publishes_another_shares_job(env: Env, on_share, tmp_path: Path) -> None:
