@@ -119,3 +119,18 @@ def test_a_lock_held_by_another_program_delays_the_daemon_but_does_not_stop_it(
     other.close()
     done = wait_for(lambda: [p.stem for p in env.share.completed.glob("*.json")], 120, "the job")
     assert read_json(env.share.completed / f"{done[0]}.json")["status"] == "completed"
+
+
+def test_a_damaged_duckdb_file_fails_each_job_with_what_to_do_and_the_queue_goes_on(env: Env, daemon) -> None:
+    env.state.mkdir(parents=True, exist_ok=True)
+    store = env.state / "heavyopt.duckdb"
+    store.write_bytes(b"not a DuckDB file" * 1000)
+    daemon()
+    env.drop("first.csv")
+    failed = env.result(wait_for(lambda: [p.stem for p in env.share.failed.glob("*.json")], 120, "the failure")[0])
+    assert "damaged or not a DuckDB file: move it aside" in failed["reason"], failed["reason"]
+    assert (env.root / failed["archived_input"]).is_file()
+    store.rename(env.state / "heavyopt.duckdb.damaged")  # what the message says to do
+    env.drop("second.csv")
+    done = wait_for(lambda: [p.stem for p in env.share.completed.glob("*.json")], 120, "the next job")
+    assert read_json(env.share.completed / f"{done[0]}.json")["status"] == "completed"
