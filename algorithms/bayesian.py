@@ -24,7 +24,8 @@ class BayesianOptimization:
     Surrogate: ``z(P) = Σ_{j∈P} w_j + ε``, ε ~ N(0, σ²), over the membership of evaluated
     portfolios, ``z`` the normal scores of the fitness ranks (centred, and a few extreme
     ``ratio`` values cannot dominate), with the ridge prior ``w_j ~ N(0, σ²/λ)``. The posterior mean is the ridge
-    solution, by conjugate gradients warm-started from the last round; the posterior
+    solution, by conjugate gradients warm-started from the last round and preconditioned by the
+    Gram matrix's diagonal (each strategy's count + λ); the posterior
     variance is taken diagonal, ``σ²/(count_j + λ)``.
 
     Acquisition: batch Thompson sampling. Each proposal draws ``w̃`` from the posterior and
@@ -43,6 +44,7 @@ class BayesianOptimization:
     max_swaps: int = 3
     pool_factor: int = 4
     cg_iterations: int = 10
+    precondition: bool = True  # Jacobi-preconditioned CG (false: plain CG, as before issue #14)
     name: ClassVar[str] = "bayesian_optimization"
     section: ClassVar[str] = "BAYESIAN_OPTIMIZATION"
     bounds: ClassVar[dict[str, tuple[float, float | None]]] = {
@@ -115,10 +117,20 @@ class BayesianOptimization:
         gram = scipy.sparse.linalg.LinearOperator(
             (strategies, strategies), matvec=lambda w: design.T @ (design @ w) + self.prior_precision * w
         )
-        mean, _ = scipy.sparse.linalg.cg(gram, design.T @ target, x0=start, maxiter=self.cg_iterations)
+        counts = np.bincount(portfolios.ravel(), minlength=strategies)
+        # Jacobi preconditioner: the Gram matrix's diagonal is each strategy's count plus λ, and the
+        # counts spread widely (guided draws favour some strategies), which slows plain CG.
+        inverse_diagonal = 1.0 / (counts + self.prior_precision)
+        jacobi = scipy.sparse.linalg.LinearOperator((strategies, strategies), matvec=lambda r: inverse_diagonal * r)
+        mean, _ = scipy.sparse.linalg.cg(
+            gram,
+            design.T @ target,
+            x0=start,
+            maxiter=self.cg_iterations,
+            M=jacobi if self.precondition else None,
+        )
         residual = target - design @ mean
         noise = max(float(residual @ residual) / max(count - 1, 1), 1e-6)
-        counts = np.bincount(portfolios.ravel(), minlength=strategies)
         return mean, np.sqrt(noise / (counts + self.prior_precision))
 
     def _pool(
