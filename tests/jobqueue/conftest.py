@@ -107,28 +107,36 @@ def env(tmp_path: Path, small_csv: Path) -> Env:
     return Env(root, share, tmp_path / "state", ini, small_csv)
 
 
+def daemon_for(env: Env, root: Path, *sets: str) -> Daemon:
+    """A daemon (not started) on the share at ``root``, with ``env``'s server config and data folder."""
+    layers = server_layers(
+        [env.ini],
+        [
+            f"QUEUE.share={root}",
+            f"DATABASE.data_dir={env.state}",
+            "QUEUE.settle_s=0.3",
+            "QUEUE.rescan_s=2",
+            "QUEUE.input_wait_s=3",
+            *sets,
+        ],
+        environ={},
+    )
+    return Daemon(Share(root), build_config(layers), layers, env.state)
+
+
 @pytest.fixture
 def daemon(env: Env) -> Iterator[Callable[..., Daemon]]:
-    """Start the daemon in a thread of this process (jobs still run in their own processes)."""
+    """Start the daemon in a thread of this process (jobs still run in their own processes);
+    ``root=`` puts it on another share under the same data folder."""
     started: list[tuple[Daemon, threading.Thread]] = []
 
-    def start(*sets: str) -> Daemon:
-        layers = server_layers(
-            [env.ini],
-            [
-                f"QUEUE.share={env.root}",
-                f"DATABASE.data_dir={env.state}",
-                "QUEUE.settle_s=0.3",
-                "QUEUE.rescan_s=2",
-                "QUEUE.input_wait_s=3",
-                *sets,
-            ],
-            environ={},
-        )
-        d = Daemon(env.share, build_config(layers), layers, env.state)
+    def start(*sets: str, root: Path | None = None) -> Daemon:
+        if root is not None:
+            root.mkdir(exist_ok=True)
+        d = daemon_for(env, root or env.root, *sets)
         thread = threading.Thread(target=d.run, daemon=True)
         thread.start()
-        wait_for(lambda: d.store is not None and env.share.status_file.exists(), 30, "the daemon to start")
+        wait_for(lambda: d.store is not None and d.share.status_file.exists(), 30, "the daemon to start")
         started.append((d, thread))
         return d
 

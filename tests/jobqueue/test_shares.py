@@ -8,48 +8,16 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import threading
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from errors import ConfigError
-from jobqueue.daemon import Daemon, server_layers
+from jobqueue.daemon import Daemon
 from jobqueue.share import Share
 from jobqueue.store import QueueStore, store_path
 from jobqueue.view import QueueView
-from optimizer.config import build_config
-from tests.jobqueue.conftest import SLOW_SETS, Env, Process, read_json, wait_for
-
-
-def _daemon_for(env: Env, root: Path, *sets: str) -> Daemon:
-    layers = server_layers(
-        [env.ini],
-        [f"QUEUE.share={root}", f"DATABASE.data_dir={env.state}", "QUEUE.settle_s=0.3", "QUEUE.rescan_s=2", *sets],
-        environ={},
-    )
-    return Daemon(Share(root), build_config(layers), layers, env.state)
-
-
-@pytest.fixture
-def on_share(env: Env) -> Iterator[Callable[..., Daemon]]:
-    """Start a daemon on any share root, in a thread; all share ``env``'s data folder."""
-    started: list[tuple[Daemon, threading.Thread]] = []
-
-    def start(root: Path, *sets: str) -> Daemon:
-        root.mkdir(exist_ok=True)
-        d = _daemon_for(env, root, *sets)
-        thread = threading.Thread(target=d.run, daemon=True)
-        thread.start()
-        wait_for(lambda: d.store is not None and d.share.status_file.exists(), 30, "the daemon to start")
-        started.append((d, thread))
-        return d
-
-    yield start
-    for d, thread in started:
-        d.stop.set()
-        thread.join(timeout=120)
+from tests.jobqueue.conftest import SLOW_SETS, Env, Process, daemon_for, read_json, wait_for
 
 
 def _stop(d: Daemon) -> None:
@@ -66,8 +34,8 @@ def _drop(share: Share, name: str, source: Path) -> None:
     (share.input / f"~${name}").rename(share.input / name)
 
 
-def test_two_daemons_on_two_shares_keep_to_their_own(env: Env, on_share, tmp_path: Path) -> None:
-    a, b = on_share(env.root), on_share(tmp_path / "second")
+def test_two_daemons_on_two_shares_keep_to_their_own(env: Env, daemon, tmp_path: Path) -> None:
+    a, b = daemon(root=env.root), daemon(root=tmp_path / "second")
     _drop(a.share, "desk_a.csv", env.csv)
     _drop(b.share, "desk_b.csv", env.csv)
     done_a = wait_for(lambda: _results(a.share), 120, "share A's result")
@@ -89,14 +57,14 @@ def _status(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "cli", "status", *args], capture_output=True, text=True, timeout=60)
 
 
-def test_a_share_never_reruns_or_publishes_another_shares_job(env: Env, on_share, tmp_path: Path) -> None:
+def test_a_share_never_reruns_or_publishes_another_shares_job(env: Env, daemon, tmp_path: Path) -> None:
     """The issue's case: share A's daemon is killed mid-job; a daemon on share B must not touch that job."""
     first = Process(env, *SLOW_SETS)
     _drop(env.share, "crash.csv", env.csv)
     store = env.store()
     row = wait_for(lambda: (r := store.rows("state = 'running'")) and r[0]["progress"] > 30 and r[0], 120, "progress")
     first.kill9()
-    other = on_share(tmp_path / "second", *SLOW_SETS)
+    other = daemon(*SLOW_SETS, root=tmp_path / "second")
     wait_for(lambda: other._db.daemon().get("last_scan"), 30, "share B's first scan")
     assert QueueView(other.store_path).jobs() == [] and _results(other.share) == []
     _stop(other)
@@ -106,14 +74,14 @@ def test_a_share_never_reruns_or_publishes_another_shares_job(env: Env, on_share
     assert again.wait() == 0
 
 
-def test_a_moved_share_keeps_its_history_and_a_copy_is_refused(env: Env, on_share, tmp_path: Path) -> None:
-    d = on_share(env.root)
+def test_a_moved_share_keeps_its_history_and_a_copy_is_refused(env: Env, daemon, tmp_path: Path) -> None:
+    d = daemon(root=env.root)
     _drop(d.share, "desk.csv", env.csv)
     job_id = wait_for(lambda: _results(d.share), 120, "a result")[0]
     _stop(d)
     moved = tmp_path / "moved share"
     env.root.rename(moved)
-    later = on_share(moved)
+    later = daemon(root=moved)
     assert [r["job_id"] for r in QueueView(later.store_path).jobs()] == [job_id]
     _drop(later.share, "desk.csv", env.csv)  # the same input and settings: reported as the earlier job's duplicate
     wait_for(lambda: len(_results(later.share)) == 2, 120, "the second result")
@@ -123,19 +91,19 @@ def test_a_moved_share_keeps_its_history_and_a_copy_is_refused(env: Env, on_shar
     copy = tmp_path / "copy"
     shutil.copytree(moved, copy)
     with pytest.raises(ConfigError, match="one is a copy of the other"):
-        _daemon_for(env, copy).start()
+        daemon_for(env, copy).start()
     (copy / ".heavyopt" / "share.json").unlink()  # as the message says: the copy starts afresh
-    fresh = on_share(copy)
+    fresh = daemon(root=copy)
     assert QueueView(fresh.store_path).jobs() == [] and fresh.share.identity() != later.share.identity()
 
 
-def test_the_database_all_shares_once_shared_is_split_by_share(env: Env, on_share, tmp_path: Path) -> None:
+def test_the_database_all_shares_once_shared_is_split_by_share(env: Env, daemon, tmp_path: Path) -> None:
     legacy = QueueStore(env.state / "queue.sqlite3")
     for root, job_id in ((env.root, "mine"), (tmp_path / "other", "theirs")):
         seq = legacy.add(job_id=job_id, share=str(root), state="failed", kind="csv", published=1)
         legacy.update(seq, reason="from the old database")
     legacy.close()
-    d = on_share(env.root)
+    d = daemon(root=env.root)
     rows = QueueView(d.store_path).jobs()
     assert [(r["job_id"], r["reason"]) for r in rows] == [("mine", "from the old database")]
     with sqlite3.connect(d.store_path) as con:  # its history came with it, and only its
