@@ -216,6 +216,7 @@ def test_windows_users_submit_over_smb_and_find_their_results(env: Env, daemon, 
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # 200 jobs of ~2.6 s each (process start, charts) on 2 workers: ~300 s here
 def test_two_hundred_csvs_copied_at_once_over_smb_run_once_each_in_fifo_order(
     env: Env, daemon, smbd: Smb, tmp_path: Path
 ) -> None:
