@@ -119,4 +119,5 @@ def _compute_summary(config: Config, compute: JobCompute) -> dict[str, Any]:
         "device": compute.choice.device,
         "workers": 1 if compute.choice.on_gpu else compute_workers(config),
         "threads": compute_threads(config),
+        **compute.executor.summary(),
     }

@@ -20,6 +20,7 @@ import numpy as np
 
 from algorithms.base import raised_by_gpu
 from algorithms.problem import GPU_CHUNK_ROWS
+from optimizer.cluster import Executor
 from optimizer.config import Config
 
 log = logging.getLogger("heavyopt")
@@ -103,11 +104,13 @@ def release(choice: ComputeChoice) -> None:
 
 
 class JobCompute:
-    """The job's array module; switched to NumPy for good after a GPU failure."""
+    """The job's array module, switched to NumPy for good after a GPU failure, and where its
+    search tasks run (:class:`~optimizer.cluster.Executor`; local processes unless given)."""
 
-    def __init__(self, choice: ComputeChoice) -> None:
+    def __init__(self, choice: ComputeChoice, executor: Executor | None = None) -> None:
         self.choice = choice
         self.fallback = choice.fallback
+        self.executor = executor or Executor("processes", 0)
 
     def to_numpy(self, reason: str) -> None:
         log.warning("GPU failed (%s); repeating the search on NumPy", reason)

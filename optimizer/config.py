@@ -27,6 +27,7 @@ from optimizer.config_sources import ALGORITHM_SECTIONS, SECTIONS, Layer, env_la
 
 DATE_FORMATS = ("auto", "YYYY-MM-DD", "DD-MM-YYYY", "MM-DD-YYYY")
 COMPUTE_BACKENDS = ("auto", "numpy", "cupy")
+EXECUTORS = ("processes", "ray")
 VALIDATION_METHODS = ("holdout", "walk_forward", "none")
 SELECTIONS = ("validated", "in_sample")
 
@@ -35,6 +36,7 @@ _CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("GENERAL", "metric"): METRICS,
     ("INPUT", "date_format"): DATE_FORMATS,
     ("COMPUTE", "backend"): COMPUTE_BACKENDS,
+    ("COMPUTE", "executor"): EXECUTORS,
     ("VALIDATION", "method"): VALIDATION_METHODS,
     ("VALIDATION", "selection"): SELECTIONS,
 }
@@ -63,6 +65,7 @@ _BOUNDS: dict[tuple[str, str], tuple[float | None, float | None]] = {
     ("DATABASE", "breaker_failures"): (1, None),
     ("DATABASE", "breaker_cooldown_s"): (0.0, None),
     ("COMPUTE", "gpu_memory_limit_mb"): (0.0, None),
+    ("COMPUTE", "ray_connect_timeout_s"): (0.1, None),
     ("QUEUE", "settle_s"): (0.0, None),
     ("QUEUE", "rescan_s"): (0.5, None),
     ("QUEUE", "input_wait_s"): (0.0, None),
@@ -174,6 +177,10 @@ class Compute:
     workers: int = 0  # processes running algorithms in parallel; 0 = one per CPU core, 1 = in-process
     threads: int = 0  # threads inside one batched evaluation; 0 = the cores left per worker
     gpu_memory_limit_mb: float = 0.0  # cap on CuPy's memory pool; 0 = 90 % of the free device memory
+    executor: str = "processes"  # where the search's tasks run: this machine's processes, or a Ray cluster
+    ray_address: str = "auto"  # auto: the cluster this machine belongs to; local: start one here; or host:port
+    ray_connect_timeout_s: float = 10.0  # how long a cluster address may take to answer before falling back
+    fallback: bool = True  # an unreachable cluster runs the search on local processes (false: the job fails)
 
 
 @dataclass(frozen=True)

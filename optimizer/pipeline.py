@@ -29,6 +29,7 @@ from dal.fallback import FallbackBackend
 from errors import HeavyOptError, InputError, JobFailed
 from optimizer import validation
 from optimizer.assembly import Optimised, build_report
+from optimizer.cluster import open_executor
 from optimizer.compute import GpuFailed, JobCompute, choose, on_gpu_or_host, release
 from optimizer.config import Config
 from optimizer.loader import Dataset, load_csv, sum_by_date
@@ -36,6 +37,7 @@ from optimizer.naming import new_job_id
 from optimizer.search import (
     check_any_portfolio,
     compute_threads,
+    compute_workers,
     limit_strategies,
     objective,
     portfolio_sizes,
@@ -126,8 +128,14 @@ def run_job(
     with steps.step("load", STEP_START["load"]):
         fmt, fewest = config.input.date_format, config.portfolio.min_size  # the limit: the queue's, for every run
         dataset = load_csv(path, date_format=fmt, min_strategies=fewest, max_input_mb=config.queue.max_input_mb)
-    backend = open_store(config)
-    compute = JobCompute(choose(config, len(dataset.strategies), dataset.n_rows, config.portfolio.max_size))
+    executor = open_executor(config, compute_workers(config))
+    try:
+        backend = open_store(config)
+    except BaseException:
+        executor.close()
+        raise
+    choice = choose(config, len(dataset.strategies), dataset.n_rows, config.portfolio.max_size)
+    compute = JobCompute(choice, executor)
     try:
         report, run_dir, errors = _run_recorded(
             job_id, path, dataset, config, backend, steps, created_at, compute, Path(out_dir), started_struct
@@ -140,12 +148,14 @@ def run_job(
         record_failure(backend, job_id, reason)
         backend.close()
         release(compute.choice)
+        executor.close()
         if failure is exc:
             raise
         raise failure from exc
     prune(backend, config.database.keep_pnl_jobs)
     backend.close()
     release(compute.choice)
+    executor.close()
     breaker_outcome(config, backend)
     steps.progress("done", 100.0)
     return JobOutcome(job_id, run_dir, report, tuple(errors))
@@ -197,6 +207,8 @@ def _fallbacks(backend: Backend, compute: JobCompute) -> dict[str, str]:
         out["database"] = f"{backend.primary_url} → {backend.url}: {backend.fallback_reason}"
     if compute.fallback:
         out["compute"] = compute.fallback
+    if compute.executor.fallback:
+        out["executor"] = compute.executor.fallback
     return out
 
 
@@ -362,7 +374,17 @@ def _search_split(
 
         def run_search(xp: Any) -> list[AlgorithmResult]:
             workers = 1 if xp is not np else None  # one GPU: its parallelism is inside each batch
-            found = search(config, base.on(xp), names, chosen, progress, prefix, workers=workers, archive_size=archive)
+            found = search(
+                config,
+                base.on(xp),
+                names,
+                chosen,
+                progress,
+                prefix,
+                workers=workers,
+                archive_size=archive,
+                executor=compute.executor,
+            )
             gpu_failures = [r.error for r in found if r.status == "failed" and r.on_gpu]
             if gpu_failures:
                 raise GpuFailed(gpu_failures[0])

@@ -12,8 +12,9 @@ from algorithms.correlation import average_pairwise
 from algorithms.fitness import Objective, metric_values, portfolio_report
 from algorithms.problem import Problem
 from errors import JobFailed
+from optimizer.cluster import Executor
 from optimizer.config import Config
-from optimizer.parallel import Task, run_tasks
+from optimizer.parallel import Task
 from outputs.report import AlgorithmResult, Winner
 
 # Algorithms in a fixed order: the index is part of each run's seed (spawn key), so adding
@@ -83,8 +84,10 @@ def search(
     prefix: tuple[int, ...] = (),
     workers: int | None = None,
     archive_size: int = 0,
+    executor: Executor | None = None,
 ) -> list[AlgorithmResult]:
-    """Every enabled algorithm on every size, on ``COMPUTE.workers`` processes; results in (size, algorithm) order.
+    """Every enabled algorithm on every size, on ``COMPUTE.workers`` processes (or ``workers``), or
+    on the Ray cluster the job's ``executor`` joined; results in (size, algorithm) order.
 
     ``prefix`` goes in front of each task's spawn key (a zone's number, a walk-forward fold), so
     no two searches of a job share a random stream. ``progress`` gets the share of tasks done,
@@ -111,7 +114,8 @@ def search(
         done += 1
         progress(f"size {task.size}, {task.algorithm.name}", done / max(len(tasks), 1))
 
-    outcomes = run_tasks(base, tasks, workers or compute_workers(config), report)
+    where = executor or Executor("processes", compute_workers(config))
+    outcomes = where.run(base, tasks, report, workers or compute_workers(config))
     return [as_result(outcome, task.spawn_key, names) for task, outcome in zip(tasks, outcomes, strict=True)]
 
 

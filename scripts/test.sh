@@ -4,7 +4,7 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/venv.sh"
 bash "$(dirname "${BASH_SOURCE[0]}")/system-deps.sh"
-.venv/bin/python -m pip install --quiet -e ".[dev]"
+.venv/bin/python -m pip install --quiet -e ".[dev,distributed]"
 .venv/bin/ruff check .
 .venv/bin/mypy
 .venv/bin/lint-imports  # one-way layers: the contract in pyproject.toml
