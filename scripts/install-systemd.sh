@@ -83,6 +83,7 @@ fi
 
 render() {
     sed -e "s|/opt/heavyopt/venv/bin/heavyopt|$bin|g" \
+        -e "s|/opt/heavyopt/venv/bin/ray|$(dirname "$bin")/ray|g" \
         -e "s|/srv/heavyopt|$share|g" \
         -e "s|/var/lib/heavyopt|$data|g" \
         -e "s|/etc/heavyopt|$etc|g" \
@@ -91,6 +92,8 @@ render() {
         "$here/systemd/$1"
 }
 units=(heavyopt.service heavyopt-nightly.service heavyopt-nightly.timer)
+# A Ray node (COMPUTE.executor = ray) only where Ray is installed beside heavyopt; enabled by hand, on cluster nodes.
+[ -x "$(dirname "$bin")/ray" ] && units+=(heavyopt-ray.service)
 for unit in "${units[@]}"; do
     render "$unit" > "$root$unit_dir/$unit.new"
     mv "$root$unit_dir/$unit.new" "$root$unit_dir/$unit"

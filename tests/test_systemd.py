@@ -18,7 +18,7 @@ from tests.jobqueue.conftest import FAST_INI, small_csv, wait_for
 __all__ = ["small_csv"]  # the fixture
 
 REPO = Path(__file__).resolve().parents[1]
-UNITS = ("heavyopt.service", "heavyopt-nightly.service", "heavyopt-nightly.timer")
+UNITS = ("heavyopt.service", "heavyopt-nightly.service", "heavyopt-nightly.timer", "heavyopt-ray.service")
 HEAVYOPT = Path(sys.executable).with_name("heavyopt")
 
 

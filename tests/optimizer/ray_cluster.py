@@ -6,8 +6,8 @@ network namespace, where loopback is the only address Ray can pick (tests/optimi
 Starts a head and a worker node (``ray start``, one CPU each), then runs, writing what it saw
 to ``WORKDIR/seen.json`` for the test to check:
 
-1. the job on local processes (``COMPUTE.workers = 2``): ``WORKDIR/processes``;
-2. the same job on the cluster, ``kill -9`` of a Ray worker while it computes a task:
+1. the job, walk-forward, on local processes (``COMPUTE.workers = 2``): ``WORKDIR/processes``;
+2. the same job on the cluster (every fold's search as Ray tasks), ``kill -9`` of a Ray worker while it computes a task:
    ``WORKDIR/ray``;
 3. ``heavyopt watch`` with two jobs at once on the cluster (``QUEUE.workers = 2``; the two
    CSVs, as two books: the daemon runs an input identical to a finished one only once), polling
@@ -41,6 +41,8 @@ JOB = [
     "OPTIMIZATION.evaluation_budget=1500",
     "COMPUTE.threads=1",
 ]
+# The two runs compared are walk-forward, so every fold's search runs on the cluster too.
+FOLDS = ["VALIDATION.method=walk_forward", "VALIDATION.folds=2"]
 ON_RAY = ["COMPUTE.executor=ray", f"COMPUTE.ray_address={ADDRESS}", "COMPUTE.fallback=false"]
 TASK_TITLE = b"ray::_run_on_node"  # a Ray worker's process title while it runs one of our tasks
 
@@ -88,7 +90,7 @@ def kill_a_worker(job: subprocess.Popen[str], after_s: float, killed: list[int])
 
 def run_with_kill(csv: Path, out: Path) -> tuple[list[int], str]:
     job = subprocess.Popen(
-        [str(BIN / "heavyopt"), "run", str(csv), "--out", str(out), "-q", *sets(*JOB, *ON_RAY)],
+        [str(BIN / "heavyopt"), "run", str(csv), "--out", str(out), "-q", *sets(*JOB, *FOLDS, *ON_RAY)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -172,7 +174,7 @@ def main(work: Path, csv: Path, other: Path) -> None:
         start_cluster(temp)
         seen["cluster_start_s"] = time.perf_counter() - started
         started = time.perf_counter()
-        sh(BIN / "heavyopt", "run", csv, "--out", work / "processes", "-q", *sets(*JOB, "COMPUTE.workers=2"))
+        sh(BIN / "heavyopt", "run", csv, "--out", work / "processes", "-q", *sets(*JOB, *FOLDS, "COMPUTE.workers=2"))
         seen["processes_s"] = time.perf_counter() - started
         started = time.perf_counter()
         seen["killed"], seen["ray_output"] = run_with_kill(csv, work / "ray")

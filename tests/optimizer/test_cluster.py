@@ -114,7 +114,9 @@ def test_a_two_node_cluster_gives_the_processes_results_despite_a_killed_worker(
     assert compute["executor"] == "ray" and compute["ray_address"] == ray_cluster.ADDRESS
     per_node = compute["ray_tasks_per_node"]
     assert len(per_node) == 2 and all(n > 0 for n in per_node.values())
-    assert sum(per_node.values()) == len(clustered["results"])
+    folds = clustered["validation"]["folds"]
+    assert len(folds) == 2  # each walk-forward fold's search ran on the cluster: all its tasks counted
+    assert sum(per_node.values()) == len(clustered["results"]) * len(folds)
 
     # The daemon ran two jobs at once on the cluster, their progress visible while they ran.
     daemon = seen["daemon"]
