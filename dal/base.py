@@ -14,6 +14,11 @@ Contract (checked by ``tests/dal/test_contract.py`` for every backend):
 - ``fetch_pnl`` returns the stored matrix exactly as stored (bit for bit).
 - Job records and per size × algorithm results are kept for history; ``prune`` drops the
   P&L of all but the newest jobs and never touches records or results.
+- Empty text is no text: a job field or a result's ``error`` given as ``""`` reads back as
+  None on every backend (HeavyDB stores ``''`` in a ``TEXT ENCODING NONE`` column as NULL).
+- Parameters are bound as plain Python values (a NumPy scalar is converted first: the real
+  HeavyDB client renders values into the SQL text and refuses one).
+- ``close`` never raises: the job's outcome is decided by then; a failure to close is logged.
 
 Backends are not thread-safe: one job uses one backend from one thread.
 """
@@ -127,9 +132,17 @@ JOB_FIELDS = (
 )
 
 
-def open_backend(url: str, *, lock_wait_s: float = 600.0, timeout_s: float = 10.0) -> Backend:
+def blank_to_null(value: Any) -> Any:
+    """``""`` → None (see the contract: empty text is no text); anything else unchanged."""
+    return None if isinstance(value, str) and value == "" else value
+
+
+def open_backend(
+    url: str, *, lock_wait_s: float = 600.0, timeout_s: float = 10.0, query_timeout_s: float = 300.0
+) -> Backend:
     """A backend for ``duckdb:///path/to/file.duckdb`` (or ``duckdb:///:memory:``), or
-    ``heavydb://user:password@host:6274/dbname`` (``timeout_s`` to connect).
+    ``heavydb://user:password@host:6274/dbname`` (``timeout_s`` to connect and log in,
+    ``query_timeout_s`` for each statement or load after that).
 
     A DuckDB file is opened per operation; while another process holds it, an operation
     waits up to ``lock_wait_s`` (``DATABASE.lock_wait_s``) before giving up.
@@ -147,7 +160,7 @@ def open_backend(url: str, *, lock_wait_s: float = 600.0, timeout_s: float = 10.
     if scheme == "heavydb" and sep:
         from dal.heavydb_backend import HeavyDBBackend
 
-        return HeavyDBBackend(url, timeout_s=timeout_s)
+        return HeavyDBBackend(url, timeout_s=timeout_s, query_timeout_s=query_timeout_s)
     raise BackendUnavailable(
         f"database error: DATABASE.url {url.split('@')[-1]!r}: unsupported scheme {scheme!r}; "
         "use duckdb:///path/to/file.duckdb (the embedded default) or heavydb://user:password@host:6274/dbname"

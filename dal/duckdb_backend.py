@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -12,8 +13,10 @@ from typing import Any
 import duckdb
 import numpy as np
 
-from dal.base import ALL_ROWS, JOB_FIELDS, ULTA_TOLERANCE, ResultRow, StoredPnl
+from dal.base import ALL_ROWS, JOB_FIELDS, ULTA_TOLERANCE, ResultRow, StoredPnl, blank_to_null
 from errors import BackendUnavailable
+
+log = logging.getLogger("heavyopt")
 
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS jobs (
@@ -201,7 +204,8 @@ class DuckDBBackend:
                 con.execute("INSERT INTO jobs (job_id) VALUES (?)", [job_id])
             if fields:
                 assignments = ", ".join(f"{name} = ?" for name in fields)  # names checked above
-                con.execute(f"UPDATE jobs SET {assignments} WHERE job_id = ?", [*fields.values(), job_id])
+                values = [blank_to_null(value) for value in fields.values()]
+                con.execute(f"UPDATE jobs SET {assignments} WHERE job_id = ?", [*values, job_id])
 
     def record_results(self, job_id: str, rows: Sequence[ResultRow]) -> None:
         """Replace the job's stored results with ``rows``."""
@@ -215,7 +219,7 @@ class DuckDBBackend:
                 r.evaluations,
                 r.seconds,
                 json.dumps(list(r.strategies)),
-                r.error,
+                blank_to_null(r.error),
             ]
             for r in rows
         ]
@@ -259,4 +263,7 @@ class DuckDBBackend:
 
     def close(self) -> None:
         if self._memory is not None:
-            self._memory.close()
+            try:
+                self._memory.close()
+            except duckdb.Error as exc:  # the contract: close never raises
+                log.warning("closing the in-memory DuckDB failed (%s)", exc)

@@ -62,6 +62,7 @@ _BOUNDS: dict[tuple[str, str], tuple[float | None, float | None]] = {
     ("DATABASE", "keep_pnl_jobs"): (0, None),
     ("DATABASE", "lock_wait_s"): (0.0, None),
     ("DATABASE", "connect_timeout_s"): (0.1, None),
+    ("DATABASE", "query_timeout_s"): (0.1, None),
     ("DATABASE", "breaker_failures"): (1, None),
     ("DATABASE", "breaker_cooldown_s"): (0.0, None),
     ("COMPUTE", "gpu_memory_limit_mb"): (0.0, None),
@@ -163,7 +164,8 @@ class Database:
     keep_pnl_jobs: int = 5  # P&L rows of older jobs are deleted; job records and results are kept
     lock_wait_s: float = 600.0  # how long to wait while another process (another job) uses the DuckDB file
     fallback: bool = True  # a heavydb:// URL that fails: run the job on the embedded DuckDB file instead
-    connect_timeout_s: float = 10.0
+    connect_timeout_s: float = 10.0  # HeavyDB: connect and log in within this
+    query_timeout_s: float = 300.0  # HeavyDB: each statement or load within this
     breaker_failures: int = 3  # HeavyDB failures in a row before it is skipped for breaker_cooldown_s
     breaker_cooldown_s: float = 300.0
 

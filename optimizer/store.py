@@ -24,7 +24,9 @@ def open_store(config: Config) -> Backend:
     db = config.database
     url = database_url(config)
     if not url.startswith("heavydb://") or not db.fallback:
-        return open_backend(url, lock_wait_s=db.lock_wait_s, timeout_s=db.connect_timeout_s)
+        return open_backend(
+            url, lock_wait_s=db.lock_wait_s, timeout_s=db.connect_timeout_s, query_timeout_s=db.query_timeout_s
+        )
     circuit = breaker(config)
 
     def secondary() -> Backend:
@@ -35,7 +37,7 @@ def open_store(config: Config) -> Backend:
         log.warning("%s; the job runs on the embedded DuckDB store", why)
         return FallbackBackend.fallen(secondary(), why, redact_url(url))
     try:
-        primary = open_backend(url, timeout_s=db.connect_timeout_s)
+        primary = open_backend(url, timeout_s=db.connect_timeout_s, query_timeout_s=db.query_timeout_s)
     except HeavyOptError as exc:
         circuit.failure(str(exc))
         log.warning("%s; the job runs on the embedded DuckDB store", exc)

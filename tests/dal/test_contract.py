@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from pytest_mock import MockerFixture
 
 from dal import Backend, ResultRow, open_backend
+from dal.heavydb_backend import HeavyDBBackend
 from errors import BackendUnavailable
 from optimizer.synthetic import generate_pnl
 from tests.dal.heavydb_standin import DuckDBStandIn
@@ -26,14 +28,16 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path, mocker: MockerFixtur
         # No HeavyDB server here: the client at our adapter boundary is replaced (tests/dal/heavydb_standin.py).
         standin = DuckDBStandIn()
         connect = mocker.patch("dal.heavydb_backend.connect_client", return_value=standin)
-        db = open_backend(HEAVYDB_URL, timeout_s=3)
-        connect.assert_called_once_with(HEAVYDB_URL, 3)
+        db = open_backend(HEAVYDB_URL, timeout_s=3, query_timeout_s=7)
+        connect.assert_called_once_with(HEAVYDB_URL, 3, 7)
         assert db.url == "heavydb://admin:***@gpu-db.example:6274/heavyai"
     elif request.param == "heavydb-live":
         live = os.environ.get("HEAVYOPT_TEST_HEAVYDB_URL")
         if not live:
             pytest.skip("set HEAVYOPT_TEST_HEAVYDB_URL=heavydb://user:password@host:6274/db to run against a server")
-        db = open_backend(live)
+        # Tables of this test's own on the shared server, dropped after it.
+        db = HeavyDBBackend(live, prefix=f"heavyopt_t{uuid.uuid4().hex[:12]}_")
+        request.addfinalizer(db.drop_tables)
     else:
         url = f"duckdb:///{tmp_path / 'db' / 'h.duckdb'}" if request.param == "duckdb-file" else "duckdb:///:memory:"
         db = open_backend(url)
@@ -136,6 +140,15 @@ def test_job_records_and_results(backend: Backend) -> None:
     ]
     with pytest.raises(ValueError, match="unknown job fields"):
         backend.record_job("j", colour="red")
+
+
+def test_empty_text_reads_back_as_none(backend: Backend) -> None:
+    """HeavyDB stores '' in a TEXT ENCODING NONE column as NULL: every backend reads back the same."""
+    backend.record_job("j", status="completed", error="", run_dir="")
+    job = backend.job("j")
+    assert job is not None and job["error"] is None and job["run_dir"] is None
+    backend.record_results("j", [ResultRow(35, "hill_climbing", "ok", 1.5, 10, 0.2, ("S1",), error="")])
+    assert backend.results("j")[0]["error"] is None
 
 
 def test_prune_keeps_records_and_the_newest_pnl(backend: Backend) -> None:

@@ -136,6 +136,19 @@ def test_a_heavydb_failure_mid_job_moves_the_job_to_duckdb(
     assert stored is not None and stored["status"] == "completed"
 
 
+def test_a_connection_that_fails_to_close_does_not_fail_the_finished_job(
+    tmp_path: Path, csv_file: Path, mocker: MockerFixture
+) -> None:
+    standin = DuckDBStandIn()
+    standin.fail_close = True  # the logout of a connection the server has dropped
+    mocker.patch("dal.heavydb_backend.connect_client", return_value=standin)
+    url = f"heavydb://admin:{PASSWORD}@gpu-db:6274/heavyai"
+    outcome = run_job(csv_file, cfg(tmp_path, f"DATABASE.url={url}"), out_dir=tmp_path / "out")
+    doc = summary(outcome)
+    assert doc["database"] == "heavydb://admin:***@gpu-db:6274/heavyai" and doc["fallbacks"] == {}
+    assert outcome.writer_errors == ()
+
+
 def test_cupy_asked_for_but_missing_runs_on_numpy_and_says_why(tmp_path: Path, csv_file: Path) -> None:
     pytest.importorskip("numpy")
     try:
