@@ -118,7 +118,8 @@ class HeavyaiClient:
         try:
             return call()
         except Exception as exc:
-            if self._expired or isinstance(exc, TimeoutError | socket.timeout):
+            if self._expired or _timed_out(exc):  # the timer, or the socket's own timeout, first
+                self._expire()  # half an answer read: the connection is of no further use
                 raise TimeoutError(
                     f"no complete answer within {self._timeout_s:g} s (DATABASE.query_timeout_s)"
                 ) from exc
