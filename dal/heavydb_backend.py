@@ -103,33 +103,46 @@ class HeavyaiClient:
     by the deadline is not used again: the backend's next call fails and the job falls back.
     """
 
-    def __init__(self, con: Any, query_timeout_s: float = 300.0) -> None:
+    def __init__(self, con: Any, query_timeout_s: float = 300.0, logout_timeout_s: float = 10.0) -> None:
         self._con = con
         self._timeout_s = query_timeout_s
+        self._logout_timeout_s = logout_timeout_s
         self._expired = False
+        self._lock = threading.Lock()
+        self._running = 0  # the call in flight (a counter: one per call)
+        self._calls = 0
         transport = _transport(con)
         if transport is not None and hasattr(transport, "setTimeout"):
             transport.setTimeout(query_timeout_s * 1000)
 
-    def _within_deadline(self, call: Any) -> Any:
-        timer = threading.Timer(self._timeout_s, self._expire)
+    def _within_deadline(self, call: Any, timeout_s: float | None = None) -> Any:
+        limit = self._timeout_s if timeout_s is None else timeout_s
+        with self._lock:
+            self._calls += 1
+            self._running = number = self._calls
+        timer = threading.Timer(limit, self._expire, args=(number,))
         timer.daemon = True
         timer.start()
         try:
             return call()
         except Exception as exc:
             if self._expired or _timed_out(exc):  # the timer, or the socket's own timeout, first
-                self._expire()  # half an answer read: the connection is of no further use
-                raise TimeoutError(
-                    f"no complete answer within {self._timeout_s:g} s (DATABASE.query_timeout_s)"
-                ) from exc
+                self._expire(number)  # half an answer read: the connection is of no further use
+                name = "DATABASE.query_timeout_s" if timeout_s is None else "DATABASE.connect_timeout_s"
+                raise TimeoutError(f"no complete answer within {limit:g} s ({name})") from exc
             raise
         finally:
+            with self._lock:
+                self._running = 0  # a timer firing from now on finds nothing to cut
             timer.cancel()
 
-    def _expire(self) -> None:
-        """The deadline passed: cut the connection, so the blocked read returns now."""
-        self._expired = True
+    def _expire(self, number: int) -> None:
+        """Call ``number``'s deadline passed: cut the connection, so its blocked read returns now
+        (unless that call has returned meanwhile)."""
+        with self._lock:
+            if self._running != number:
+                return
+            self._expired = True
         _shut(self._con)
 
     def execute(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
@@ -147,14 +160,16 @@ class HeavyaiClient:
         self._within_deadline(lambda: self._con.load_table_arrow(table, data))
 
     def close(self) -> None:
-        """Log out (``disconnect``), then close the socket: the client's own ``close()`` only logs out."""
+        """Log out (``disconnect``, within the connect timeout), then close the socket: the client's
+        own ``close()`` only logs out."""
         try:
             if not self._expired:
-                self._within_deadline(self._con.close)
+                self._within_deadline(self._con.close, self._logout_timeout_s)
         finally:
             transport = _transport(self._con)
             if transport is not None:
-                transport.close()
+                with suppress(Exception):  # an HTTP client cut by a deadline has no connection left
+                    transport.close()
 
 
 def _transport(con: Any) -> Any:
@@ -163,13 +178,19 @@ def _transport(con: Any) -> Any:
 
 
 def _shut(con: Any) -> None:
-    transport = _transport(con)
+    _shut_transport(_transport(con))
+
+
+def _shut_transport(transport: Any) -> None:
+    """Shut the socket under a thrift transport: wakes a read blocked on it in another thread
+    (closing it would not). TSocket / TSSLSocket keep it as ``handle``; THttpClient in its
+    ``http.client`` connection."""
     handle = getattr(transport, "handle", None)
+    if handle is None:
+        handle = getattr(getattr(transport, "_THttpClient__http", None), "sock", None)
     with suppress(OSError):
         if handle is not None:
-            handle.shutdown(socket.SHUT_RDWR)  # wakes a read blocked in another thread
-        elif transport is not None:
-            transport.close()
+            handle.shutdown(socket.SHUT_RDWR)
 
 
 def parse_url(url: str) -> dict[str, Any]:
@@ -239,18 +260,36 @@ def connect_client(url: str, timeout_s: float, query_timeout_s: float = 300.0) -
             "pip install 'heavy-optimizer[heavydb]'"
         ) from None
     with _bounded_transports(timeout_s) as built:
+        # Each socket operation times out on its own; this bounds connect and login as a whole
+        # (a server trickling its answer byte by byte). The OS resolver's DNS lookup is not bounded.
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
+            for transport in built:
+                _shut_transport(transport)
+
+        timer = threading.Timer(timeout_s, expire)
+        timer.daemon = True
+        timer.start()
         try:
             con = _quiet(heavyai.Connection)(**kwargs)
         except Exception as exc:
             for transport in built:  # the client leaves a half-open connection behind
                 with suppress(Exception):
                     transport.close()
-            if _timed_out(exc):
+            if expired.is_set() or _timed_out(exc):
                 raise TimeoutError(
                     f"no answer within {timeout_s:g} s (DATABASE.connect_timeout_s): {type(exc).__name__}"
                 ) from exc
             raise
-    return HeavyaiClient(con, query_timeout_s)
+        finally:
+            timer.cancel()
+        if expired.is_set():  # connected just as the timer fired: the socket may be shut
+            with suppress(Exception):
+                _transport(con).close()
+            raise TimeoutError(f"no answer within {timeout_s:g} s (DATABASE.connect_timeout_s)")
+    return HeavyaiClient(con, query_timeout_s, logout_timeout_s=timeout_s)
 
 
 def _quiet(connection: type) -> type:
@@ -410,7 +449,8 @@ class HeavyDBBackend:
                 "inverted": lambda: pa.array(np.zeros(n_strategies, dtype=bool)),
             },
         )
-        # The P&L last: a job's P&L is complete only if its dimension tables are.
+        # The P&L last: a job's P&L is complete only if its dimension tables are. A load cut part-way
+        # leaves some of its rows; the next store of the job (it deletes first) or prune removes them.
         self._load(
             "pnl",
             {

@@ -11,7 +11,10 @@ lands on fails alone, as on the pool.
 
 ``COMPUTE.ray_address``: ``auto`` joins the cluster this machine belongs to (``ray start`` ran
 here, or ``RAY_ADDRESS``); ``local`` starts a private Ray instance for the job; anything else is
-a cluster's ``host:port`` (or ``ray://host:port``). A cluster that cannot be reached, or Ray not
+a cluster's ``host:port`` (or ``ray://host:port``), probed first within
+``COMPUTE.ray_connect_timeout_s`` (``auto`` relies on Ray's own retries, about 20 s). A job's
+process joins as a Ray driver, which must run on a node of the cluster (it talks to its node's
+raylet and object store through the node's temp folder). A cluster that cannot be reached, or Ray not
 installed, runs the search on local processes with the reason in the job's ``fallbacks``,
 unless ``COMPUTE.fallback = false``, when the job fails (:class:`BackendUnavailable`) with it.
 
@@ -24,6 +27,7 @@ import logging
 import socket
 from collections import Counter
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +35,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from algorithms import FailedRun
+from algorithms.base import raised_by_gpu
 from algorithms.fitness import Objective
 from algorithms.guide import Guide
 from algorithms.problem import Problem
@@ -71,8 +76,13 @@ def _run_on_node(rows: np.ndarray, flags: np.ndarray, shared: _Shared, task: Tas
 
 def task_options(on_gpu: bool) -> dict[str, Any]:
     """Ray resources of one task: a CPU, and a whole GPU when the job computes on CuPy (a task's
-    batches fill a device; Ray then places tasks only on nodes with a free GPU)."""
-    return {"num_cpus": 1, "num_gpus": 1 if on_gpu else 0, "max_retries": RAY_TASK_RETRIES, "retry_exceptions": False}
+    batches fill a device; Ray then places tasks only on nodes with a free GPU). Ray's memory
+    monitor retries a task it kills under its own count (``RAY_task_oom_retries``, set to 3 in
+    ``heavyopt-ray.service``), not ``max_retries``."""
+    options: dict[str, Any] = {"num_cpus": 1, "max_retries": RAY_TASK_RETRIES, "retry_exceptions": False}
+    if on_gpu:  # a fresh worker per GPU task, so no worker keeps a finished task's CuPy memory pool
+        return options | {"num_gpus": 1, "max_calls": 1}
+    return options | {"num_gpus": 0}
 
 
 class Executor:
@@ -104,9 +114,17 @@ class Executor:
         import ray
 
         on_gpu = problem.xp is not np
+        if on_gpu and ray.cluster_resources().get("GPU", 0) < 1:
+            # Tasks asking for a GPU would wait for ever; failed GPU runs make the job repeat on NumPy.
+            why = "the Ray cluster has no GPU for COMPUTE.backend = cupy"
+            outcomes: list[Outcome] = [FailedRun(t.algorithm.name, t.size, why, 0.0, on_gpu=True) for t in tasks]
+            for task, outcome in zip(tasks, outcomes, strict=True):
+                on_done(task, outcome)
+            return outcomes
         rows = np.ascontiguousarray(_host(problem.rows), dtype=np.float64)
         flags = np.ascontiguousarray(_host(problem.nonconstant), dtype=np.float64)
-        shared = _Shared(problem.objective, problem.threads, problem.guide, "cupy" if on_gpu else "numpy")
+        # One thread per task: a task holds one CPU of its node (the driver's thread count is its own machine's).
+        shared = _Shared(problem.objective, 1, problem.guide, "cupy" if on_gpu else "numpy")
         rows_ref, flags_ref, shared_ref = ray.put(rows), ray.put(flags), ray.put(shared)
         remote = ray.remote(_run_on_node).options(**task_options(on_gpu))
         index = {remote.remote(rows_ref, flags_ref, shared_ref, task): i for i, task in enumerate(tasks)}
@@ -125,9 +143,11 @@ class Executor:
             outcome, node = ray.get(ref)
         except ray.exceptions.WorkerCrashedError:
             return FailedRun(task.algorithm.name, task.size, f"{WORKER_DIED}, {RAY_TASK_RETRIES + 1} times", 0.0)
-        except ray.exceptions.RayError as exc:  # e.g. a result that cannot be pickled: that task fails
-            first = str(exc).strip().splitlines()
-            return FailedRun(task.algorithm.name, task.size, f"{type(exc).__name__}: {first[0] if first else ''}", 0.0)
+        except ray.exceptions.RayError as exc:  # raised in the task outside the algorithm, or not picklable
+            cause = getattr(exc, "cause", None) or exc  # a RayTaskError's first line is Ray's, in colour
+            first = str(cause).strip().splitlines()
+            error = f"{type(cause).__name__}: {first[0] if first else ''}"
+            return FailedRun(task.algorithm.name, task.size, error, 0.0, on_gpu=raised_by_gpu(cause))
         self.tasks_per_node[node] += 1
         return outcome
 
@@ -193,19 +213,17 @@ def _join_ray(address: str, workers: int, timeout_s: float) -> str:
     if ray.is_initialized():  # a job before this one in the same process left it connected
         ray.shutdown()
     options: dict[str, Any] = {"log_to_driver": False, "configure_logging": False}
-    if address == "local":
+    if address == "local":  # a new instance, even where RAY_ADDRESS or a node on this machine says otherwise
         options |= {"num_cpus": workers, "include_dashboard": False}
-        target = None
-    elif address == "auto":
-        target = "auto"
-    else:
+    elif address != "auto":
         _probe(address, timeout_s)
-        target = address
     try:
-        context = ray.init(address=target, **options)
-    except (ConnectionError, RuntimeError, TimeoutError, ValueError) as exc:
+        context = ray.init(address=address, **options)
+    except Exception as exc:  # any failure to join (refused, authentication, no node here) falls back
+        with suppress(Exception):
+            ray.shutdown()  # a half-made connection
         first = str(exc).strip().splitlines()
-        where = "a new local Ray instance" if target is None else f"the Ray cluster at {address}"
+        where = "a new local Ray instance" if address == "local" else f"the Ray cluster at {address}"
         raise _Unavailable(f"could not join {where} ({type(exc).__name__}: {first[0] if first else ''})") from exc
     return str(getattr(context, "address_info", {}).get("gcs_address") or address)
 

@@ -152,7 +152,7 @@ def run_job(
         if failure is exc:
             raise
         raise failure from exc
-    prune(backend, config.database.keep_pnl_jobs)
+    prune(backend, config.database.keep_pnl_jobs)  # never raises: housekeeping
     backend.close()
     release(compute.choice)
     executor.close()

@@ -4,6 +4,7 @@ HeavyDB (or the network in front of one) can:
 - :func:`full_backlog`: a listener that never accepts, its backlog full: a connect gets no answer;
 - :func:`silent`: accepts and never answers (the login waits);
 - :func:`half_answer`: reads the login and answers half of a thrift reply, then stops;
+- :func:`trickle`: answers the login a byte at a time, never finishing;
 - :class:`ThriftServer`: a HeavyDB thrift endpoint (the client's own generated ``Heavy``
   service) that logs in, answers DDL, and hangs on any other statement, recording the
   connections it saw closed.
@@ -100,6 +101,23 @@ def half_answer() -> Iterator[int]:
         with suppress(OSError):
             conn.recv(65536)
             conn.sendall(_connect_reply_half())
+
+    with _accepting(serve) as port:
+        yield port
+
+
+@contextmanager
+def trickle() -> Iterator[int]:
+    """Answers the login one byte every 0.3 s, for ever (a reply header announcing an endless
+    method name): no single read waits long enough to time out."""
+
+    def serve(conn: socket.socket) -> None:
+        with suppress(OSError):
+            conn.recv(65536)
+            conn.sendall(struct.pack("!ii", -2147418110, 16_000_000))  # under thrift's 16,384,000 cap
+            while True:
+                conn.sendall(b"a")
+                threading.Event().wait(0.3)
 
     with _accepting(serve) as port:
         yield port

@@ -6,15 +6,19 @@ the deadline plus a small margin, with the reason in ``fallbacks``.
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from dal.fallback import FallbackBackend
-from dal.heavydb_backend import HeavyDBBackend
+from dal.heavydb_backend import HeavyaiClient, HeavyDBBackend
 from errors import BackendUnavailable
 from optimizer.config import Config, load_config
 from optimizer.pipeline import run_job
@@ -23,7 +27,7 @@ from optimizer.synthetic import write_csv
 from tests.dal import fake_heavydb
 from tests.jobqueue.conftest import wait_for
 
-MARGIN_S = 2.0  # beyond the deadline: thread wake-ups, the DuckDB file opened for the fallback
+MARGIN_S = 3.0  # beyond the deadline: thread wake-ups on a loaded machine, the DuckDB file opened for the fallback
 
 
 def config(tmp_path: Path, port: int, *extra: str) -> Config:
@@ -50,7 +54,9 @@ def thrift_server() -> Iterator[fake_heavydb.ThriftServer]:
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("misbehaving", [fake_heavydb.full_backlog, fake_heavydb.silent, fake_heavydb.half_answer])
+@pytest.mark.parametrize(
+    "misbehaving", [fake_heavydb.full_backlog, fake_heavydb.silent, fake_heavydb.half_answer, fake_heavydb.trickle]
+)
 def test_a_server_that_does_not_answer_the_login_falls_back_within_the_connect_deadline(
     tmp_path: Path, misbehaving: Callable[[], AbstractContextManager[int]]
 ) -> None:
@@ -100,3 +106,36 @@ def test_closing_logs_out_and_releases_the_socket(thrift_server: fake_heavydb.Th
     # The server reads the logout, then end-of-file: the client closed its socket (heavydb's own
     # close() logs out and leaves the socket open until the object is collected).
     wait_for(lambda: thrift_server.logouts == 1 and thrift_server.closed == 1, 5, "the connection to close")
+
+
+@pytest.mark.timeout(60)
+def test_a_statement_trickling_its_answer_is_cut_at_the_deadline() -> None:
+    """A byte every 0.2 s keeps each read under its own timeout: only the call's deadline ends it."""
+    ours, theirs = socket.socketpair()
+    stop = threading.Event()
+
+    def trickle() -> None:
+        with contextlib.suppress(OSError):
+            while not stop.wait(0.2):
+                theirs.send(b"x")
+
+    class Connection:  # the thrift client reading an answer that never completes, on a real socket
+        _socket = SimpleNamespace(handle=ours, setTimeout=lambda ms: ours.settimeout(ms / 1000))
+
+        def execute(self, sql: str) -> None:
+            while ours.recv(1):
+                pass
+            raise EOFError("TSocket read 0 bytes")
+
+    threading.Thread(target=trickle, daemon=True).start()
+    client = HeavyaiClient(Connection(), query_timeout_s=1.0)
+    started = time.monotonic()
+    try:
+        with pytest.raises(TimeoutError, match=r"no complete answer within 1 s \(DATABASE\.query_timeout_s\)"):
+            client.execute("SELECT 1")
+        took = time.monotonic() - started
+    finally:
+        stop.set()
+        ours.close()
+        theirs.close()
+    assert 1.0 <= took < 1.0 + MARGIN_S, f"{took:.1f} s"

@@ -48,6 +48,7 @@ def job_config(tmp_path: Path, *extra: str) -> Any:
 
 
 def test_an_unreachable_cluster_runs_the_job_here_and_says_why(tmp_path: Path) -> None:
+    pytest.importorskip("ray")
     csv = write_csv(tmp_path / "in.csv", 120, 40, seed=2)
     address = f"127.0.0.1:{closed_port()}"
     on_ray = ["COMPUTE.executor=ray", f"COMPUTE.ray_address={address}", "COMPUTE.ray_connect_timeout_s=2"]
@@ -72,6 +73,7 @@ def test_ray_not_installed_falls_back_with_the_install_hint(tmp_path: Path, monk
 
 
 def test_a_malformed_address_is_named(tmp_path: Path) -> None:
+    pytest.importorskip("ray")
     csv = write_csv(tmp_path / "in.csv", 60, 30, seed=2)
     config = job_config(tmp_path, "COMPUTE.executor=ray", "COMPUTE.ray_address=headnode", "COMPUTE.fallback=false")
     with pytest.raises(BackendUnavailable, match=r"COMPUTE.ray_address = 'headnode' is not auto, local or host:port"):
