@@ -16,7 +16,7 @@ from typing import Any
 
 from atomicio import atomic_path, fsync_dir
 from errors import JobFailed
-from outputs import charts, tables, text, validation
+from outputs import charts, html, tables, text, validation
 from outputs.report import RunReport, Winner
 
 SCHEMA_VERSION = 3  # 2: the validation block, in_sample_winner; 3: skipped_algorithms removed (always empty)
@@ -138,6 +138,10 @@ def write_zone_chart(report: RunReport, folder: Path) -> None:
 
 # The eight files of brief §5 and validation's two, then the predecessor's.
 # error_log.txt is written last by write_run_folder.
+def write_report_page(report: RunReport, folder: Path) -> None:
+    write_atomic(folder / "report.html", html.report_page(report, folder))
+
+
 WRITERS: dict[str, Callable[[RunReport, Path], None]] = {
     "ulta_inversion_report.md": _text_writer("ulta_inversion_report.md", text.ulta_inversion_report),
     "zone_analysis_report.md": _text_writer("zone_analysis_report.md", text.zone_analysis_report),
@@ -153,6 +157,7 @@ WRITERS: dict[str, Callable[[RunReport, Path], None]] = {
     "strategy_metrics.csv": _text_writer("strategy_metrics.csv", tables.strategy_metrics),
     "optimization_summary.txt": _text_writer("optimization_summary.txt", text.optimization_summary),
     "zone_equity_curves.png": write_zone_chart,
+    "report.html": write_report_page,  # last: it embeds the charts written above
 }
 
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import csv
+import html
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,9 +24,12 @@ from PIL import Image
 from optimizer.config import load_config
 from optimizer.pipeline import JobOutcome, run_job
 from optimizer.synthetic import write_csv
+from outputs import validation as outputs_validation
+from outputs.format import number
 from outputs.text import MEASUREMENTS_MARKER
 
 ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts"  # screenshots kept for a person to look at (ignored by git)
 SCHEMA = json.loads((ROOT / "docs" / "execution_summary.schema.json").read_text())
 SETS = ["PORTFOLIO.min_size=5", "PORTFOLIO.max_size=7", "OPTIMIZATION.evaluation_budget=300", "COMPUTE.workers=1"]
 EIGHT = (
@@ -37,6 +44,7 @@ EIGHT = (
 )
 VALIDATION = ("validation_report.md", "validation_equity.png")
 PREDECESSOR = ("strategy_metrics.csv", "optimization_summary.txt", "error_log.txt")
+PAGE = ("report.html",)
 
 
 def job(tmp: Path, source: Path, out: str, *extra: str, job_id: str | None = None) -> JobOutcome:
@@ -52,7 +60,8 @@ def done(tmp_path_factory: pytest.TempPathFactory) -> JobOutcome:
 
 def test_every_file_is_there(done: JobOutcome) -> None:
     names = {p.name for p in done.run_dir.iterdir()}
-    assert set(EIGHT) | set(VALIDATION) | set(PREDECESSOR) | {f"best_portfolio_size{n}.txt" for n in (5, 6, 7)} == names
+    best = {f"best_portfolio_size{n}.txt" for n in (5, 6, 7)}
+    assert set(EIGHT) | set(VALIDATION) | set(PREDECESSOR) | set(PAGE) | best == names
     assert (done.run_dir / "error_log.txt").read_text().startswith("No errors")
 
 
@@ -301,3 +310,63 @@ def test_the_sweep_only_removes_this_hosts_dead_folders(tmp_path: Path) -> None:
         folder.mkdir()
     assert sweep_partial_folders(tmp_path) == [mine_dead]
     assert mine_alive.exists() and other_host.exists()
+
+
+def test_the_page_is_self_contained_and_says_what_the_report_says(done: JobOutcome) -> None:
+    page = (done.run_dir / "report.html").read_text(encoding="utf-8")
+    r, v = done.report, done.report.validation
+    assert v is not None and v.oos_metrics is not None
+    assert f"Trade the {r.winner.size}-strategy portfolio found by {html.escape(r.winner.algorithm)}" in page
+    assert html.escape(outputs_validation.headline(r)) in page
+    for name in r.winner.strategies:
+        assert f"<li>{html.escape(name)}</li>" in page
+    # Every chart of the folder embedded, byte for byte; nothing fetched from anywhere.
+    embedded = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    charts = ["equity_curves.png", "validation_equity.png", "algorithm_comparison.png"]
+    assert [base64.b64decode(e) for e in embedded] == [(done.run_dir / c).read_bytes() for c in charts]
+    assert not re.search(r"(src|href)=\"(?!data:)[a-z]+:", page) and "http://" not in page and "https://" not in page
+    assert "default-src 'none'" in page  # the browser refuses any request the page might make
+    for link in re.findall(r'href="([^"]+)"', page):  # the other files, by name, beside the page
+        assert "/" not in link and (done.run_dir / link).exists(), link
+    assert number(v.oos_metrics["sharpe_ratio"]) in page
+
+
+def test_the_page_in_headless_chromium_with_no_network(done: JobOutcome, tmp_path: Path) -> None:
+    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if browser is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed on CI (scripts/system-deps.sh installs it)")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    offline = ["unshare", "-n"]  # a network namespace with no interface up: nothing can leave
+    if subprocess.run([*offline, "true"], capture_output=True, check=False).returncode != 0:
+        if os.environ.get("CI"):
+            pytest.fail("unshare -n failed on CI (it runs as root)")
+        pytest.skip("needs root for a private network namespace (unshare -n)")
+    page = (done.run_dir / "report.html").as_uri()
+    shot = tmp_path / "report.png"
+    flags = [
+        *offline,
+        browser,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--hide-scrollbars",
+        "--window-size=1280,2400",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ]
+    done_shot = subprocess.run([*flags, f"--screenshot={shot}", page], capture_output=True, text=True, timeout=120)
+    assert done_shot.returncode == 0 and shot.exists(), done_shot.stderr[-2000:]
+    dom = subprocess.run([*flags, "--dump-dom", page], capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert "Trade the" in dom.stdout and dom.stdout.count('<img alt="') == 3
+
+    image = np.asarray(Image.open(shot).convert("RGB"), dtype=np.float64) / 255
+    assert image.shape[:2] == (2400, 1280)
+    assert float(image.std()) > 0.05  # not a blank page
+    # The charts drew: the first chart's area (below the headline and the metrics) has plot colours,
+    # not only the page's greys and white.
+    saturation = image.max(axis=2) - image.min(axis=2)
+    assert float((saturation[900:2000] > 0.25).mean()) > 0.002
+    ARTIFACTS.mkdir(exist_ok=True)
+    shutil.copy(shot, ARTIFACTS / "report_page.png")
