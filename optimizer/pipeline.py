@@ -32,6 +32,7 @@ from optimizer.assembly import Optimised, build_report
 from optimizer.cluster import open_executor
 from optimizer.compute import GpuFailed, JobCompute, choose, on_gpu_or_host, release
 from optimizer.config import Config
+from optimizer.contributions import contributions
 from optimizer.loader import Dataset, load_csv, sum_by_date
 from optimizer.naming import new_job_id
 from optimizer.search import (
@@ -60,6 +61,7 @@ log = logging.getLogger("heavyopt")
 STEP_START = {"load": 0.0, "store": 8.0, "ulta": 12.0, "fetch": 15.0, "correlation": 18.0, "search": 25.0}
 SEARCH_END = 93.0  # the validation step follows the search
 ZONES_START = 70.0  # in zone mode the combined search ends here and the zones fill the rest
+CONTRIBUTIONS_START = 94.0  # why each member of the winner is in
 OUTPUTS_START = 95.0
 TOP_PAIRS = 20
 HEDGE_PAIRS = 400  # offsetting pairs the scan keeps for the data-built candidates (validation only)
@@ -515,7 +517,18 @@ def _run_stored(
         compute=compute,
     )
     zone_runs = _zone_runs(job_id, path, dataset, config, db, steps, weights, compute) if zoned else None
+    with steps.step("contributions", CONTRIBUTIONS_START):
+        final = main.final
+        why = contributions(
+            final.problem.on(np),
+            main.winner.members,
+            final.names,
+            final.pnl,
+            final.split.test,
+            config.optimization.periods_per_year,
+        )
     timings = tuple(steps.timings.items())
-    return build_report(
+    report = build_report(
         job_id, path, dataset, excluded, config, db, timings, created_at, compute, main, zone_runs, weights
     )
+    return dataclasses.replace(report, contributions=why)

@@ -74,6 +74,7 @@ def report_page(report: RunReport, folder: Path) -> str:
         *_headline(report),
         *_winner(report),
         *_charts(folder),
+        *_contributions(report),
         *_sizes(report),
         *_ulta(report),
         *_zones(report),
@@ -144,6 +145,28 @@ def _charts(folder: Path) -> list[str]:
                 f"<figcaption>{escape(caption)} ({name})</figcaption></figure>"
             )
     return ["<h2>Charts</h2>", *figures] if figures else []
+
+
+def _contributions(report: RunReport) -> list[str]:
+    if not report.contributions:
+        return []
+    validated = any(c.test_sharpe_without is not None for c in report.contributions)
+    rows = [
+        f'<tr><td class="l">{escape(c.name)}</td><td>{number(c.contribution)}</td><td>{number(c.fitness_without)}</td>'
+        + (f"<td>{number(c.test_sharpe_without)}</td>" if validated else "")
+        + f'<td class="l">{escape(c.substitute or "—")}</td><td>{number(c.substitute_fitness)}</td></tr>'
+        for c in sorted(report.contributions, key=lambda c: -c.contribution)
+    ]
+    test = "<th>Sharpe of the others, test days</th>" if validated else ""
+    return [
+        "<h2>Why each strategy is in</h2>",
+        f"<p>The winner's fitness on the days the search saw is {number(report.winner.fitness)}. For each member: "
+        "what the portfolio loses without it, and the strategy that would score best in its place.</p>",
+        '<div class="scroll"><table><tr><th class="l">strategy</th><th>contribution</th><th>fitness without it</th>'
+        f'{test}<th class="l">best substitute</th><th>fitness with it</th></tr>',
+        *rows,
+        "</table></div>",
+    ]
 
 
 def _sizes(report: RunReport) -> list[str]:

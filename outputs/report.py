@@ -77,6 +77,22 @@ class Winner:
 
 
 @dataclass(frozen=True)
+class Contribution:
+    """Why one member is in the winner: the portfolio without it, and its best substitute.
+
+    Fitness figures are on the days the search saw (the winner's own fitness there minus the
+    fitness of the other members alone); ``test_sharpe_without`` is the others' annualised Sharpe
+    ratio on the final test window (None when not validated)."""
+
+    name: str
+    fitness_without: float
+    contribution: float  # winner fitness − fitness_without: what keeping it adds
+    test_sharpe_without: float | None
+    substitute: str | None  # the strategy outside the portfolio that scores best in its place
+    substitute_fitness: float | None  # the portfolio's fitness with that swap
+
+
+@dataclass(frozen=True)
 class Window:
     """A span of trading days: ``training`` (what ULTA, correlation and the search saw), ``selection`` (where candidates
     were compared) or ``test`` (seen by nothing that chose)."""
@@ -230,6 +246,7 @@ class RunReport:
     validation: ValidationReport | None = None
     in_sample_winner: Winner | None = None  # the highest in-sample fitness (the winner when selection = in_sample)
     in_sample_winner_daily: tuple[float, ...] = ()  # its daily series on every day, like ``winner_daily``
+    contributions: tuple[Contribution, ...] = ()  # the winner's members, in its order
 
     @property
     def metric(self) -> str:

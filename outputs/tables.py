@@ -108,11 +108,13 @@ class _Book:
 
 
 def optimization_workbook(report: RunReport, path: Path) -> None:
-    """``optimization_summary.xlsx``: summary, results, best portfolio, strategy metrics, ULTA, zones, validation."""
+    """``optimization_summary.xlsx``: summary, results, best portfolio, strategy metrics, why each member,
+    ULTA, zones, validation."""
     book = _Book(path)
     _summary_sheet(book, report)
     _results_sheet(book, report)
     _portfolio_sheets(book, report)
+    _contributions_sheet(book, report)
     _ulta_sheet(book, report)
     _zones_sheet(book, report)
     book.table(
@@ -207,6 +209,35 @@ def _portfolio_sheets(book: _Book, report: RunReport) -> None:
         strategy_rows,
         [None, None, *metric_formats],
         [44, 9, 14, 14, 9, 12, 12, 9],
+    )
+
+
+def _contributions_sheet(book: _Book, report: RunReport) -> None:
+    """Why each member is in: the portfolio without it, and its best substitute."""
+    rows = [
+        [
+            c.name,
+            c.contribution,
+            c.fitness_without,
+            _or_blank(c.test_sharpe_without),
+            c.substitute or "",
+            _or_blank(c.substitute_fitness),
+        ]
+        for c in report.contributions
+    ]
+    book.table(
+        "Why each member",
+        [
+            "Strategy",
+            "Contribution",
+            "Fitness without it",
+            "Sharpe without it, test",
+            "Best substitute",
+            "Fitness with the substitute",
+        ],
+        rows,
+        [None, book.general, book.general, book.ratio, None, book.general],
+        [44, 16, 18, 20, 44, 22],
     )
 
 

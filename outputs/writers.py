@@ -67,6 +67,7 @@ def execution_summary(report: RunReport) -> dict[str, Any]:
             for r in report.results
         ],
         "winner": _winner(report.winner),
+        "contributions": [asdict(c) for c in report.contributions],
         "in_sample_winner": _winner(report.in_sample_winner or report.winner),
         "validation": None if report.validation is None else validation.validation_json(report.validation),
         "zones": _zones(report),

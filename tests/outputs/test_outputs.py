@@ -21,7 +21,10 @@ import openpyxl
 import pytest
 from PIL import Image
 
+from algorithms.fitness import Objective
+from algorithms.reference import reference_fitness
 from optimizer.config import load_config
+from optimizer.loader import load_csv
 from optimizer.pipeline import JobOutcome, run_job
 from optimizer.synthetic import write_csv
 from outputs import validation as outputs_validation
@@ -94,6 +97,7 @@ def test_workbook_sheets_values_and_layout(done: JobOutcome) -> None:
         "Results",
         "Best portfolio",
         "Strategy metrics",
+        "Why each member",
         "ULTA",
         "Zones",
         "Validation",
@@ -370,3 +374,54 @@ def test_the_page_in_headless_chromium_with_no_network(done: JobOutcome, tmp_pat
     assert float((saturation[900:2000] > 0.25).mean()) > 0.002
     ARTIFACTS.mkdir(exist_ok=True)
     shutil.copy(shot, ARTIFACTS / "report_page.png")
+
+
+def test_each_members_contribution_is_the_reference_fitness_without_it(done: JobOutcome) -> None:
+    """Recomputed from the input file by the plain per-portfolio oracle (algorithms/reference.py)."""
+    r, v = done.report, done.report.validation
+    assert v is not None and len(r.contributions) == r.winner.size
+    dataset = load_csv(done.run_dir.parent.parent / "in.csv")
+    dates, daily = dataset.daily()
+    days = {w.name: w for w in v.folds[-1].windows}
+    train = (dates >= np.datetime64(days["training"].first_date)) & (dates <= np.datetime64(days["training"].last_date))
+    test = (dates >= np.datetime64(days["test"].first_date)) & (dates <= np.datetime64(days["test"].last_date))
+    column = {name: j for j, name in enumerate(dataset.strategies)}
+    inverted = {inv.name for inv in r.inversions}
+    oriented = np.where(np.isin(np.array(dataset.strategies), list(inverted)), -daily, daily)
+    objective = Objective(
+        r.metric,
+        penalty_weight=r.config["OPTIMIZATION"]["correlation_penalty_weight"],
+        drawdown_threshold=r.config["OPTIMIZATION"]["drawdown_threshold"],
+        periods_per_year=r.config["OPTIMIZATION"]["periods_per_year"],
+    )
+
+    def col(name: str) -> int:
+        return column[name.removesuffix("_inv")]
+
+    members = [col(name) for name in r.winner.strategies]
+    whole = reference_fitness(oriented[train], np.array(members), objective)
+    assert whole == pytest.approx(r.winner.fitness, rel=1e-9, abs=1e-9)
+    for k, c in enumerate(r.contributions):
+        assert c.name == r.winner.strategies[k]
+        others = np.array(members[:k] + members[k + 1 :])
+        without = reference_fitness(oriented[train], others, objective)
+        assert c.fitness_without == pytest.approx(without, rel=1e-9, abs=1e-9)
+        assert c.contribution == pytest.approx(whole - without, rel=1e-9, abs=1e-9)
+        series = oriented[test][:, others].mean(axis=1)
+        expected_sharpe = series.mean() / series.std(ddof=1) * np.sqrt(objective.periods_per_year)
+        assert c.test_sharpe_without == pytest.approx(expected_sharpe, rel=1e-9)
+        # The substitute: no outsider does better in this member's place (checked on every outsider).
+        assert c.substitute is not None and c.substitute not in r.winner.strategies
+        swapped = np.array(members)
+        swapped[k] = col(c.substitute)
+        assert c.substitute_fitness == pytest.approx(reference_fitness(oriented[train], swapped, objective), rel=1e-9)
+        for outsider in sorted(set(range(len(dataset.strategies))) - set(members))[::7]:
+            trial = np.array(members)
+            trial[k] = outsider
+            assert reference_fitness(oriented[train], trial, objective) <= c.substitute_fitness + 1e-9
+    summary = json.loads((done.run_dir / "execution_summary.json").read_text())
+    assert summary["contributions"][0]["name"] == r.winner.strategies[0]
+    book = openpyxl.load_workbook(done.run_dir / "optimization_summary.xlsx", read_only=True)
+    sheet = list(book["Why each member"].iter_rows(values_only=True))
+    assert [row[0] for row in sheet[1:]] == list(r.winner.strategies)
+    assert "Why each strategy is in" in (done.run_dir / "report.html").read_text()

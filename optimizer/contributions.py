@@ -1,0 +1,63 @@
+"""Why each strategy is in the winner: its marginal contribution and its best substitute.
+
+For a winner of n members, on the search's own problem (the training window, the job's
+objective): the fitness of the n − 1 others (one batch of n portfolios), the contribution
+``fitness − fitness_without``, and, for each member, the strategy outside the portfolio whose
+swap in scores best (every outsider tried, one member at a time, by the O(T) swap kernel; the
+best swap is then evaluated in full). Out of sample: the others' Sharpe ratio on the final
+test window.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from algorithms.problem import Problem
+from algorithms.statistics import sharpe_per_period
+from outputs.report import Contribution
+
+
+def contributions(
+    problem: Problem,
+    members: tuple[int, ...],
+    names: tuple[str, ...],
+    pnl: np.ndarray,
+    test: range,
+    periods_per_year: int,
+) -> tuple[Contribution, ...]:
+    """One :class:`Contribution` per member of the winner (``members``: indices into ``names``,
+    the searched strategies; ``pnl``: (days, searched), every day; ``test``: the final test days).
+    Empty for a portfolio of fewer than 3 (the others would be one strategy, with no correlation)."""
+    held = np.asarray(members, dtype=np.int64)
+    n = len(held)
+    if n < 3:
+        return ()
+    others = np.array([np.delete(held, i) for i in range(n)])
+    without = problem.with_size(n - 1).evaluate(others)
+    outside = np.setdiff1d(np.arange(problem.n_strategies), held)
+    full = problem.with_size(n)
+    fitness = float(full.evaluate(held[None, :])[0])  # the winner's, on this problem (equals its reported one)
+    out = []
+    for i in range(n):
+        test_sharpe = None
+        if len(test) >= 2:
+            series = pnl[test.start : test.stop][:, others[i]].mean(axis=1)
+            test_sharpe = float(sharpe_per_period(series)) * float(np.sqrt(periods_per_year))
+        substitute, substitute_fitness = None, None
+        if len(outside):
+            swaps = full.evaluate_swaps(held, np.full(len(outside), i), outside)
+            best = outside[int(np.argmax(swaps))]
+            swapped = held.copy()
+            swapped[i] = best
+            substitute, substitute_fitness = names[best], float(full.evaluate(swapped[None, :])[0])
+        out.append(
+            Contribution(
+                name=names[held[i]],
+                fitness_without=float(without[i]),
+                contribution=float(fitness - without[i]),
+                test_sharpe_without=test_sharpe,
+                substitute=substitute,
+                substitute_fitness=substitute_fitness,
+            )
+        )
+    return tuple(out)
