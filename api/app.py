@@ -84,6 +84,7 @@ class Context:
     token: str
     rescan_s: float
     daemon: Canceller | None
+    unc_root: str = ""  # QUEUE.unc_root: run folders also shown as Windows paths
 
     def authorise(self, authorization: str | None) -> None:
         if not self.token:
@@ -209,6 +210,7 @@ def create_app(
     rescan_s: float = 30.0,
     daemon: Canceller | None = None,
     allowed_hosts: Sequence[str] = (),
+    unc_root: str = "",
 ) -> FastAPI:
     """The API over the job database at ``store_path``.
 
@@ -224,7 +226,7 @@ def create_app(
     app.include_router(router)
     app.include_router(changes)
     app.add_middleware(Doors, hosts=host_names((*LOOPBACK_HOSTS, *allowed_hosts)))
-    app.state.api = Context(QueueView(store_path), share, token, rescan_s, daemon)
+    app.state.api = Context(QueueView(store_path), share, token, rescan_s, daemon, unc_root)
     app.state.store = app.state.api.store
     return app
 
@@ -236,7 +238,7 @@ def page() -> str:
 
 @router.get("/status", summary="Idle or running, the current job's progress and step, and the queue")
 def get_status(ctx: Ctx) -> dict[str, Any]:
-    return views.status(ctx.store)
+    return views.status(ctx.store, ctx.unc_root)
 
 
 @router.get("/jobs", summary="Jobs, newest first")
@@ -246,12 +248,12 @@ def get_jobs(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> dict[str, Any]:
-    return views.jobs(ctx.store, state, limit, offset)
+    return views.jobs(ctx.store, state, limit, offset, ctx.unc_root)
 
 
 @router.get("/jobs/{job_id}", summary="One job: state, timestamps, step timings, progress, winner, run folder")
 def get_job(job_id: str, ctx: Ctx) -> dict[str, Any]:
-    doc = views.job(ctx.store, job_id)
+    doc = views.job(ctx.store, job_id, ctx.unc_root)
     if doc is None:
         raise HTTPException(404, f"no job {job_id!r}")
     return doc
@@ -297,6 +299,40 @@ def get_health(response: Response, ctx: Ctx) -> dict[str, Any]:
 @router.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")
 def get_metrics(ctx: Ctx) -> Response:
     return Response(views.metrics(ctx.store), media_type=CONTENT_TYPE_LATEST)
+
+
+# After /jobs/{job_id}/events: a route matches in the order it was added.
+# A file of a run folder, by name (report.html links its neighbours by name); never a path.
+RUN_FILE = re.compile(r"[A-Za-z0-9_]+(\.[A-Za-z0-9]+)+")
+MEDIA_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".png": "image/png",
+    ".json": "application/json",
+    ".csv": "text/csv; charset=utf-8",
+    ".txt": "text/plain; charset=utf-8",
+    ".md": "text/markdown; charset=utf-8",
+    ".xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+}
+
+
+@router.get(
+    "/jobs/{job_id}/{name}",
+    summary="A file of a completed job's run folder, by name: report.html, the charts, the reports",
+    response_class=Response,
+    responses={200: {"content": {"text/html": {}}}, 404: {"description": "no such job, or no such file"}},
+)
+def get_run_file(job_id: str, name: str, ctx: Ctx) -> Response:
+    """The folder is the job's own, from the job database; the name must be a plain file name."""
+    rows = ctx.store.submissions(job_id) if JOB_ID.fullmatch(job_id) else []
+    done = [r for r in rows if r["state"] == "completed" and r["run_dir"]]
+    suffix = Path(name).suffix.lower()
+    if not done or not RUN_FILE.fullmatch(name) or suffix not in MEDIA_TYPES:
+        raise HTTPException(404, f"no file {name!r} for job {job_id!r}")
+    folder = (ctx.share.root / done[-1]["run_dir"]).resolve()
+    path = folder / name
+    if folder.parent != ctx.share.output.resolve() or not path.is_file():
+        raise HTTPException(404, f"no file {name!r} for job {job_id!r}")
+    return Response(path.read_bytes(), media_type=MEDIA_TYPES[suffix])
 
 
 @changes.post("/jobs", status_code=202, summary="Queue a CSV already in input/ (needs the API token)")

@@ -25,13 +25,14 @@ STATUS_PAGE = """<!doctype html>
   th, td { text-align: left; padding: 4px 8px; border-bottom: 1px solid #eef1f5; vertical-align: top; }
   th { font-size: 12px; color: #5b6778; font-weight: 600; }
   code { font-size: 12px; background: #f1f3f7; padding: 1px 4px; border-radius: 3px; }
-  .muted { color: #6b7686; } .reason { color: #991b1b; font-size: 12px; }
+  .muted { color: #6b7686; } .reason { color: #991b1b; font-size: 12px; } .eta { color: #1e4fb8; }
 </style>
 </head>
 <body>
 <header><h1>Heavy Optimizer</h1><span id="daemon" class="meta">connecting…</span></header>
 <main>
   <section id="current"><h2>Current job</h2><div class="muted">loading…</div></section>
+  <section id="latest"><h2>Latest result</h2><div class="muted">loading…</div></section>
   <section><h2>Queue</h2><div id="queue" class="muted">loading…</div></section>
   <section><h2>Recent jobs</h2><div id="recent" class="muted">loading…</div></section>
 </main>
@@ -39,6 +40,13 @@ STATUS_PAGE = """<!doctype html>
 const esc = s => String(s ?? "").replace(/[&<>"']/g, c => ({"&": "&amp;", "<": "&lt;", ">": "&gt;",
   '"': "&quot;", "'": "&#39;"}[c]));
 const when = s => s ? new Date(s).toLocaleString() : "";
+function left(s) {
+  if (s === null || s === undefined) return "· estimating the time left…";
+  return "· about " + (s < 90 ? Math.round(s) + " s" : Math.round(s / 60) + " min") + " left at its pace so far";
+}
+function folder(j) {
+  return j.run_folder_windows ? `<code>${esc(j.run_folder_windows)}</code>` : `<code>${esc(j.run_folder)}</code>`;
+}
 function fitness(w) { return w ? `size ${w.size}, ${esc(w.algorithm)}, ${Number(w.fitness).toPrecision(6)}` : ""; }
 async function refresh() {
   try {
@@ -55,10 +63,23 @@ async function refresh() {
         <div><b>${esc(j.job_id)}</b> <span class="muted">· ${esc(j.input_file)} · started ${when(j.started_at)}
         · attempt ${j.attempts}</span></div>
         <div class="bar"><div style="width:${j.progress}%"></div></div>
-        <div><b>${j.progress.toFixed(1)} %</b> <span class="muted">${esc(j.step)}</span></div>`;
+        <div><b>${j.progress.toFixed(1)} %</b> <span class="muted">${esc(j.step)}</span>
+        <span class="eta">${left(j.eta_s)}</span></div>`;
     } else {
       cur.innerHTML = `<h2>Current job <span class="badge idle">idle</span></h2>`
         + `<div class="muted">No job running.</div>`;
+    }
+    const latest = document.getElementById("latest");
+    if (st.latest) {
+      const l = st.latest;
+      latest.innerHTML = `<h2>Latest result</h2><div><b>${esc(l.input_file)}</b>
+        <span class="muted">· ${esc(l.job_id)} · finished ${when(l.finished_at)}</span></div>
+        <div>${fitness(l.winner)}</div>
+        ${l.headline ? `<div>${esc(l.headline)}</div>` : ""}
+        ${l.verdict ? `<div class="muted">${esc(l.verdict)}</div>` : ""}
+        <div><a class="report" href="${esc(l.report)}">Open its report</a> · ${folder(l)}</div>`;
+    } else {
+      latest.innerHTML = `<h2>Latest result</h2><div class="muted">No finished job yet.</div>`;
     }
     document.getElementById("queue").innerHTML = st.queue.length
       ? `<table><tr><th>job</th><th>input</th><th>submitted</th></tr>` + st.queue.map(q =>
@@ -72,7 +93,8 @@ async function refresh() {
           <td>${when(j.finished_at)}</td>
           <td>${fitness(j.winner)}${j.verdict ? `<div class="muted">${esc(j.verdict)}</div>` : ""}
             ${j.reason ? `<div class="reason">${esc(j.reason)}</div>` : ""}</td>
-          <td>${j.run_folder ? `<code>${esc(j.run_folder)}</code>` : ""}</td></tr>`).join("") + `</table>`
+          <td>${j.run_folder ? folder(j) : ""}
+            ${j.report ? ` <a href="${esc(j.report)}">report</a>` : ""}</td></tr>`).join("") + `</table>`
       : `<span class="muted">No jobs yet.</span>`;
   } catch (e) {
     document.getElementById("daemon").textContent = "cannot reach the API: " + e;

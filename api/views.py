@@ -17,14 +17,47 @@ from prometheus_client.registry import Collector
 
 from jobqueue.publisher import result_document
 from jobqueue.view import QueueView
+from optimizer.naming import windows_path
 
 STATES = ("claiming", "queued", "running", "completed", "failed")
 STEP_NAMES = ("load", "store", "ulta", "fetch", "correlation", "search", "validation", "zones", "outputs")
 
 
-def job_summary(row: dict[str, Any]) -> dict[str, Any]:
+ETA_FROM_PERCENT = 5.0  # before this much progress the pace says too little to extrapolate
+PACE_WINDOW = 20.0  # percentage points: the pace is the one over the latest this much progress
+SEARCH_START = 25.0  # where the search starts on the progress scale (optimizer.pipeline.STEP_START)
+
+
+def eta_seconds(row: dict[str, Any], events: list[dict[str, Any]], now: datetime | None = None) -> float | None:
+    """A running job's time left at its recent pace: the time its latest ``PACE_WINDOW`` points of
+    progress took (from its progress events), scaled to the points left. Recent, because the early
+    steps are quicker per point than the search, and the search's larger sizes slower than its first."""
+    progress = float(row["progress"] or 0.0)
+    if row["state"] != "running" or not row["started_at"] or not ETA_FROM_PERCENT <= progress < 100:
+        return None
+    since, base = datetime.fromisoformat(row["started_at"]), 0.0
+    for event in events:
+        at = event["progress"]
+        if at is None or (float(at) > progress - PACE_WINDOW and not (base < SEARCH_START <= float(at) < progress)):
+            continue
+        # The latest point PACE_WINDOW behind, or the search's start if that is later: the steps before
+        # the search (load … correlation) cover a quarter of the scale in a few seconds.
+        since, base = datetime.fromisoformat(event["at"]), float(at)
+    elapsed = ((now or datetime.now(UTC)) - since).total_seconds()
+    return round(max(elapsed, 0.0) * (100.0 - progress) / (progress - base), 1)
+
+
+def _eta(row: dict[str, Any], store: QueueView | None) -> float | None:
+    if store is None or row["state"] != "running":
+        return None
+    return eta_seconds(row, store.events(int(row["seq"])))
+
+
+def job_summary(row: dict[str, Any], unc_root: str = "", store: QueueView | None = None) -> dict[str, Any]:
+    """One job, short; ``store`` to estimate a running job's time left from its progress events."""
     result = json.loads(row["result_json"]) if row["result_json"] else {}
     winner = result.get("winner") or {}
+    validation = result.get("validation") or {}
     return {
         "job_id": row["job_id"],
         "state": row["state"],
@@ -35,26 +68,33 @@ def job_summary(row: dict[str, Any]) -> dict[str, Any]:
         "step": row["step"],
         "progress": round(float(row["progress"] or 0.0), 1),
         "attempts": row["attempts"],
+        "eta_s": _eta(row, store),
         "run_folder": row["run_dir"],
+        "run_folder_windows": windows_path(unc_root, row["run_dir"]),
+        "report": f"jobs/{row['job_id']}/report.html" if row["state"] == "completed" and row["run_dir"] else None,
         "winner": {k: winner[k] for k in ("size", "algorithm", "fitness") if k in winner} or None,
-        "verdict": (result.get("validation") or {}).get("verdict"),
+        "headline": validation.get("headline"),
+        "verdict": validation.get("verdict"),
         "reason": row["reason"],
         "duplicate_of": row["duplicate_of"],
     }
 
 
-def status(store: QueueView) -> dict[str, Any]:
-    """``GET /status``: idle or running, the running job's progress and step, the queue."""
+def status(store: QueueView, unc_root: str = "") -> dict[str, Any]:
+    """``GET /status``: idle or running, the running job's progress, step and time left, the queue,
+    and the latest finished job (its headline, and its report page by id)."""
     running = store.jobs("running")
     queued = store.waiting()
     daemon = store.daemon()
-    job = job_summary(running[0]) if running else None
+    finished = [r for r in store.jobs("completed") if not r["duplicate_of"]]
+    job = job_summary(running[0], unc_root, store) if running else None
     return {
         "status": "running" if running else "idle",
         "progress": job["progress"] if job else 0.0,
         "current_step": job["step"] if job else "",
         "job": job,
-        "running": [job_summary(r) for r in running],
+        "running": [job_summary(r, unc_root, store) for r in running],
+        "latest": job_summary(max(finished, key=lambda r: r["finished_at"] or ""), unc_root) if finished else None,
         "queue": [
             {"job_id": r["job_id"], "input_file": r["input_name"], "submitted_at": r["submitted_at"]} for r in queued
         ],
@@ -62,7 +102,7 @@ def status(store: QueueView) -> dict[str, Any]:
     }
 
 
-def jobs(store: QueueView, state: str | None, limit: int, offset: int) -> dict[str, Any]:
+def jobs(store: QueueView, state: str | None, limit: int, offset: int, unc_root: str = "") -> dict[str, Any]:
     """``GET /jobs``: newest first."""
     rows = store.jobs(state)
     rows.reverse()
@@ -70,21 +110,22 @@ def jobs(store: QueueView, state: str | None, limit: int, offset: int) -> dict[s
         "total": len(rows),
         "offset": offset,
         "limit": limit,
-        "items": [job_summary(r) for r in rows[offset : offset + limit]],
+        "items": [job_summary(r, unc_root) for r in rows[offset : offset + limit]],
     }
 
 
-def job(store: QueueView, job_id: str) -> dict[str, Any] | None:
+def job(store: QueueView, job_id: str, unc_root: str = "") -> dict[str, Any] | None:
     """``GET /jobs/{id}``: the latest job of that id, as its result file has it, plus live progress."""
     rows = store.submissions(job_id)
     if not rows:
         return None
     row = rows[-1]
-    doc = result_document(row)
+    doc = result_document(row, unc_root)
     doc.update(
         seq=row["seq"],
         step=row["step"],
         progress=round(float(row["progress"] or 0.0), 1),
+        eta_s=_eta(row, store),
         submissions=len(rows),
     )
     return doc

@@ -128,6 +128,7 @@ def _start_api(daemon: Any) -> tuple[Any, Any]:
         daemon=daemon,
         # Its own address when bound to one beyond loopback, and the names it is reached by (DNS rebinding).
         allowed_hosts=(api.host, *(name.strip() for name in api.allowed_hosts.split(",") if name.strip())),
+        unc_root=daemon.config.queue.unc_root,
     )
     server = uvicorn.Server(
         uvicorn.Config(
@@ -279,12 +280,12 @@ def status(
         path = _job_database(config)
         store = QueueView(path)
         if job_id is not None:
-            doc = views.job(store, job_id)
+            doc = views.job(store, job_id, config.queue.unc_root)
             if doc is None:
                 raise ConfigError(f"status: no job {job_id!r} in {path}")
             out.print_json(json.dumps(doc, default=str)) if as_json else _print_job(doc)
             return
-        st = views.status(store)
+        st = views.status(store, config.queue.unc_root)
         if as_json:
             out.print_json(json.dumps(st, default=str))
             return
@@ -301,7 +302,7 @@ def status(
         table = Table(title="recent jobs")
         for col in ("job", "state", "input", "finished", "winner", "run folder / reason"):
             table.add_column(col)
-        for j in views.jobs(store, None, limit, 0)["items"]:
+        for j in views.jobs(store, None, limit, 0, config.queue.unc_root)["items"]:
             w = j["winner"]
             table.add_row(
                 j["job_id"],

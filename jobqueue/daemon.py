@@ -119,7 +119,9 @@ class Daemon:
             self._unlock()
             raise
         running: dict[int, Running] = {}
-        self._publisher = Publisher(self.share, self.store, self.host, self.stop, running)
+        self._publisher = Publisher(
+            self.share, self.store, self.host, self.stop, running, unc_root=self.config.queue.unc_root
+        )
         self._claims = Claimer(self.share, self.q, self.store, self.watcher, self.server_layers, self._publisher)
         self._supervisor = Supervisor(
             self.share, self.q, self.store, self.server_layers, self._publisher, self.stop, running

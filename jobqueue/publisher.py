@@ -17,12 +17,14 @@ from typing import Any
 
 from jobqueue.share import Share, write_json_atomic
 from jobqueue.store import QueueStore, now_iso
+from optimizer.naming import windows_path
 
 log = logging.getLogger("heavyopt.queue")
 
 
-def result_document(row: Mapping[str, Any]) -> dict[str, Any]:
-    """What ``jobs/completed|failed/<job_id>.json`` holds (and ``GET /jobs/{id}`` returns)."""
+def result_document(row: Mapping[str, Any], unc_root: str = "") -> dict[str, Any]:
+    """What ``jobs/completed|failed/<job_id>.json`` holds (and ``GET /jobs/{id}`` returns); with
+    ``QUEUE.unc_root``, the run folder also as Windows users reach it."""
     result = json.loads(row["result_json"]) if row["result_json"] else {}
     return {
         "job_id": row["job_id"],
@@ -35,10 +37,13 @@ def result_document(row: Mapping[str, Any]) -> dict[str, Any]:
         "finished_at": row["finished_at"],
         "attempts": row["attempts"],
         "output_folder": row["run_dir"],
+        "output_folder_windows": windows_path(unc_root, row["run_dir"]),
         "reason": row["reason"],
         "duplicate_of": row["duplicate_of"],
         "winner": result.get("winner"),
         "in_sample_winner": result.get("in_sample_winner"),
+        "book": result.get("book"),
+        "since_last_run": result.get("since_last_run"),
         "validation": result.get("validation"),
         "timings_s": result.get("timings_s"),
         "wall_s": result.get("wall_s"),
@@ -55,9 +60,16 @@ class Publisher:
     """Ends jobs in the database and writes what the share's clients read."""
 
     def __init__(
-        self, share: Share, store: QueueStore, host: str, stop: threading.Event, running: Mapping[int, object]
+        self,
+        share: Share,
+        store: QueueStore,
+        host: str,
+        stop: threading.Event,
+        running: Mapping[int, object],
+        unc_root: str = "",
     ) -> None:
         self.share = share
+        self.unc_root = unc_root
         self.store = store
         self.host = host
         self.stop = stop
@@ -110,7 +122,7 @@ class Publisher:
                 job_dir = self.share.own_dir(row["job_dir"]) if row["job_dir"] else None
                 if os.path.lexists(claimed) and job_dir is not None:
                     os.rename(claimed, job_dir / claimed.name)
-            write_json_atomic(folder / f"{job_id}.json", result_document(row))
+            write_json_atomic(folder / f"{job_id}.json", result_document(row, self.unc_root))
         except OSError as exc:  # retried at the next rescan and at the next start
             log.error("job %s: cannot publish its result in %s: %s", job_id, self.share.rel(folder), exc)
             return

@@ -24,6 +24,7 @@ from optimizer.parallel import die_with_parent
 from optimizer.pipeline import run_job
 from outputs.report import Winner
 from outputs.validation import validation_summary
+from outputs.writers import since_last_run_json
 
 MARKER = "HEAVYOPT_RUNNER_JOB"  # set in the runner's environment (inherited by its workers): "<seq>:<job_id>"
 
@@ -97,6 +98,8 @@ def main() -> int:
         peak_rss_mb=report.peak_rss_mb,
         wall_s=time.perf_counter() - started,
         evaluations=sum(r.evaluations for r in report.results),
+        book=report.book,
+        since_last_run=None if report.since_last_run is None else since_last_run_json(report.since_last_run),
     )
     return 0
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -94,6 +95,7 @@ class General:
     ga_generations: int | None = None  # legacy: GENETIC_ALGORITHM.generations
     strat_limit: int = 0  # 0 = use every strategy
     seed: int = 42
+    book: str = ""  # what "the same book" means for "since last time"; empty = the input file's name
 
 
 @dataclass(frozen=True)
@@ -195,6 +197,7 @@ class Queue:
     """The job queue daemon on the share (``heavyopt watch``); see docs/operations.md."""
 
     share: str = ""  # share root holding input/, jobs/, output/, archive/
+    unc_root: str = ""  # the share as Windows users reach it, e.g. \\server\optimizer_share: paths shown to them
     settle_s: float = 2.0  # a file counts once its size and mtime are unchanged this long
     input_wait_s: float = 120.0  # a job file waits this long for the CSV it names to appear in input/
     rescan_s: float = 30.0  # full rescan of input/ and jobs/queue/ besides the file events
@@ -431,6 +434,12 @@ def _cross_check(config: Config) -> Config:
         raise ConfigError(
             f"config error: VALIDATION.pbo_blocks = {config.validation.pbo_blocks} must be even "
             "(half the blocks in sample, half out), or 0 to choose from the days"
+        )
+    unc = config.queue.unc_root
+    if unc and not re.fullmatch(r"(\\\\[^\\/]+\\[^\\/]+|[A-Za-z]:)(\\[^\\/]+)*\\?", unc):
+        raise ConfigError(
+            f"config error: QUEUE.unc_root = {unc!r} is not a Windows path to the share; write it as Explorer "
+            "shows it, e.g. \\\\server\\optimizer_share or Z:\\"
         )
     for section, part in (("PORTFOLIO", config.portfolio), ("ZONE_SPECIFIC_OPTIMIZATION", config.zone_specific)):
         if part.min_size > part.max_size:

@@ -15,3 +15,11 @@ def job_stem(name: str, limit: int = 40) -> str:
 def new_job_id(path: Path) -> str:
     """``<file stem>-<8 hex>``."""
     return f"{job_stem(path.name)}-{uuid.uuid4().hex[:8]}"
+
+
+def windows_path(unc_root: str, relative: str | None) -> str | None:
+    """A share-relative path (``output/run_…``) as Windows users reach it under ``unc_root``
+    (``QUEUE.unc_root``, e.g. ``\\\\server\\optimizer_share``); None without a root or a path."""
+    if not unc_root or not relative:
+        return None
+    return unc_root.rstrip("\\/") + "\\" + relative.strip("/").replace("/", "\\")

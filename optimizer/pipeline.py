@@ -33,8 +33,9 @@ from optimizer.cluster import open_executor
 from optimizer.compute import GpuFailed, JobCompute, choose, on_gpu_or_host, release
 from optimizer.config import Config
 from optimizer.contributions import contributions
+from optimizer.history import book_name, since_last_run
 from optimizer.loader import Dataset, load_csv, sum_by_date
-from optimizer.naming import new_job_id
+from optimizer.naming import new_job_id, windows_path
 from optimizer.search import (
     check_any_portfolio,
     compute_threads,
@@ -189,7 +190,14 @@ def _run_recorded(
     )
     report = _run_stored(job_id, path, dataset, config, backend, steps, created_at, compute)
     backend.record_results(job_id, [_result_row(r) for r in report.results])
-    report = dataclasses.replace(report, database=backend.url, fallbacks=_fallbacks(backend, compute))
+    report = dataclasses.replace(
+        report,
+        database=backend.url,
+        fallbacks=_fallbacks(backend, compute),
+        book=book_name(config.general.book, path.name),
+        windows_output_dir=_windows_output_dir(config, out_dir) or "",
+    )
+    report = dataclasses.replace(report, since_last_run=since_last_run(out_dir.absolute(), report))
     with steps.step("outputs", OUTPUTS_START):
         run_dir, errors = write_run_folder(report, out_dir.absolute(), started_struct)
     backend.record_job(
@@ -201,6 +209,18 @@ def _run_recorded(
         error="; ".join(f"output {line}" for line in errors),
     )
     return report, run_dir, list(errors)
+
+
+def _windows_output_dir(config: Config, out_dir: Path) -> str | None:
+    """``out_dir`` as Windows users reach it, when it is on the share and ``QUEUE.unc_root`` is set."""
+    share, unc = config.queue.share, config.queue.unc_root
+    if not share or not unc:
+        return None
+    try:
+        relative = out_dir.resolve().relative_to(Path(share).resolve())
+    except (OSError, ValueError):
+        return None
+    return windows_path(unc, relative.as_posix())
 
 
 def _fallbacks(backend: Backend, compute: JobCompute) -> dict[str, str]:

@@ -9,6 +9,7 @@ is HTML-escaped. The other files are linked by relative name, next to the page.
 from __future__ import annotations
 
 import base64
+import re
 from html import escape
 from pathlib import Path
 
@@ -71,9 +72,11 @@ def report_page(report: RunReport, folder: Path) -> str:
         f'<div class="meta">Job {escape(report.job_id)} · {i.strategies:,} strategies × {i.days} days '
         f"({escape(i.first_date)} – {escape(i.last_date)}) · created {escape(report.created_at)} · "
         f"Heavy Optimizer {escape(report.version)}</div>",
+        *_where(report, folder),
         *_headline(report),
         *_winner(report),
         *_charts(folder),
+        *_since_last_run(report),
         *_contributions(report),
         *_sizes(report),
         *_ulta(report),
@@ -86,6 +89,16 @@ def report_page(report: RunReport, folder: Path) -> str:
         "</main></body></html>",
     ]
     return "\n".join(parts) + "\n"
+
+
+def _where(report: RunReport, folder: Path) -> list[str]:
+    """The run folder as Windows users reach it (``QUEUE.unc_root``): the page is written in the
+    hidden ``.run_….partial-…`` folder that is renamed to ``run_…`` when every file is written."""
+    if not report.windows_output_dir:
+        return []
+    final = re.sub(r"^\.(run_.+)\.partial-[A-Za-z0-9-]+-\d+$", r"\1", folder.name)
+    path = report.windows_output_dir.rstrip("\\") + "\\" + final
+    return [f'<div class="meta">Folder: <code>{escape(path)}</code></div>']
 
 
 def _headline(report: RunReport) -> list[str]:
@@ -145,6 +158,32 @@ def _charts(folder: Path) -> list[str]:
                 f"<figcaption>{escape(caption)} ({name})</figcaption></figure>"
             )
     return ["<h2>Charts</h2>", *figures] if figures else []
+
+
+def _since_last_run(report: RunReport) -> list[str]:
+    change = report.since_last_run
+    if change is None:
+        return ["<h2>Since the last run</h2>", f"<p>This is the first run of {escape(report.book)} in this folder.</p>"]
+    rows = [
+        f'<tr><td class="l">{escape(name)}</td><td>{number(before)}</td><td>{number(now)}</td>'
+        f"<td>{number(None if before is None or now is None else now - before)}</td></tr>"
+        for name, before, now in change.figures
+    ]
+
+    def names(items: tuple[str, ...]) -> str:
+        return ", ".join(escape(n) for n in items) if items else "none"
+
+    return [
+        f"<h2>Since the last run of {escape(change.book)}</h2>",
+        f"<p>Compared with job {escape(change.previous_job_id)} ({escape(change.previous_created_at)}, "
+        f'<a href="../{escape(change.previous_run_folder)}/report.html">its page</a>): '
+        f"{change.kept} strategies kept, {len(change.came_in)} came in, {len(change.went_out)} went out.</p>",
+        f"<p><b>Came in:</b> {names(change.came_in)}</p>",
+        f"<p><b>Went out:</b> {names(change.went_out)}</p>",
+        '<div class="scroll"><table><tr><th class="l">figure</th><th>before</th><th>now</th><th>change</th></tr>',
+        *rows,
+        "</table></div>",
+    ]
 
 
 def _contributions(report: RunReport) -> list[str]:

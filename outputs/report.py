@@ -93,6 +93,20 @@ class Contribution:
 
 
 @dataclass(frozen=True)
+class SinceLastRun:
+    """What changed since the previous run of the same book (the newest earlier run folder of it)."""
+
+    book: str
+    previous_job_id: str
+    previous_run_folder: str  # its folder's name, beside this one
+    previous_created_at: str
+    came_in: tuple[str, ...]  # in the winner now, not before
+    went_out: tuple[str, ...]  # in the winner before, not now
+    kept: int
+    figures: tuple[tuple[str, float | None, float | None], ...]  # (figure, before, now)
+
+
+@dataclass(frozen=True)
 class Window:
     """A span of trading days: ``training`` (what ULTA, correlation and the search saw), ``selection`` (where candidates
     were compared) or ``test`` (seen by nothing that chose)."""
@@ -247,6 +261,9 @@ class RunReport:
     in_sample_winner: Winner | None = None  # the highest in-sample fitness (the winner when selection = in_sample)
     in_sample_winner_daily: tuple[float, ...] = ()  # its daily series on every day, like ``winner_daily``
     contributions: tuple[Contribution, ...] = ()  # the winner's members, in its order
+    book: str = ""  # GENERAL.book, or the input file's name
+    windows_output_dir: str = ""  # OUTPUT folder as Windows users reach it (QUEUE.unc_root), when on the share
+    since_last_run: SinceLastRun | None = None
 
     @property
     def metric(self) -> str:

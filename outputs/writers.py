@@ -17,7 +17,7 @@ from typing import Any
 from atomicio import atomic_path, fsync_dir
 from errors import JobFailed
 from outputs import charts, html, tables, text, validation
-from outputs.report import RunReport, Winner
+from outputs.report import RunReport, SinceLastRun, Winner
 
 SCHEMA_VERSION = 3  # 2: the validation block, in_sample_winner; 3: skipped_algorithms removed (always empty)
 
@@ -68,10 +68,18 @@ def execution_summary(report: RunReport) -> dict[str, Any]:
         ],
         "winner": _winner(report.winner),
         "contributions": [asdict(c) for c in report.contributions],
+        "book": report.book,
+        "since_last_run": None if report.since_last_run is None else since_last_run_json(report.since_last_run),
         "in_sample_winner": _winner(report.in_sample_winner or report.winner),
         "validation": None if report.validation is None else validation.validation_json(report.validation),
         "zones": _zones(report),
     }
+
+
+def since_last_run_json(change: SinceLastRun) -> dict[str, Any]:
+    doc = asdict(change)
+    doc["figures"] = [{"figure": name, "before": before, "now": now} for name, before, now in change.figures]
+    return doc
 
 
 def _winner(winner: Winner) -> dict[str, Any]:

@@ -74,7 +74,7 @@ def test_status_jobs_job_health_metrics_after_a_job(env: Env, daemon) -> None:
     on_share = json.loads((env.share.completed / f"{job_id}.json").read_text())
     assert {k: job[k] for k in expected} == expected
     assert {k: on_share[k] for k in expected} == expected
-    assert set(job) - set(on_share) == {"seq", "step", "progress", "submissions"}  # the API's live fields
+    assert set(job) - set(on_share) == {"seq", "step", "progress", "eta_s", "submissions"}  # the API's live fields
     assert client.get("/jobs/no-such-job").status_code == 404
 
     health = client.get("/health")
@@ -224,3 +224,49 @@ def test_metrics_sample_names_types_and_values() -> None:
     }
     types = {f.name: f.type for f in text_string_to_metric_families(views.metrics(store).decode())}
     assert types["heavyopt_evaluations"] == "counter" and types["heavyopt_step_duration_seconds"] == "summary"
+
+
+def test_the_latest_result_and_its_report_page_by_job_id(env: Env, daemon) -> None:
+    client, job_id = _completed(env, daemon)
+    latest = wait_for(lambda: client.get("/status").json()["latest"], 10, "the latest result")
+    assert latest["job_id"] == job_id and latest["report"] == f"jobs/{job_id}/report.html"
+    job = client.get(f"/jobs/{job_id}").json()
+    assert latest["headline"] == job["validation"]["headline"] and latest["verdict"] == job["validation"]["verdict"]
+    page = client.get(f"/{latest['report']}")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert page.text == (env.root / job["output_folder"] / "report.html").read_text(encoding="utf-8")
+    chart = client.get(f"/jobs/{job_id}/equity_curves.png")  # the page's neighbours, by name, as it links them
+    assert chart.status_code == 200 and chart.content[:8] == b"\x89PNG\r\n\x1a\n"
+    assert client.get(f"/jobs/{job_id}/performance_report.txt").status_code == 200
+    # Only a file of the job's own folder, by a plain name: never a path, never another file type.
+    (env.root / "secret.txt").write_text("not for the API")
+    for name in ("..%2Fsecret.txt", "..%2F..%2Fsecret.txt", ".hidden.txt", "report.html%00.png", "run.sh", "x"):
+        response = client.get(f"/jobs/{job_id}/{name}")
+        assert response.status_code == 404 and "not for the API" not in response.text, name
+    assert client.get("/jobs/no-such-job/report.html").status_code == 404
+
+
+def test_the_time_left_on_a_real_job(env: Env, daemon) -> None:
+    """The estimate at each moment against the time the job then really took (printed: docs/operations.md)."""
+    daemon(*SLOW_SETS)
+    client = client_for(env)
+    env.drop("slow.csv")
+    seen: list[tuple[float, float, float | None]] = []
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        s = client.get("/status").json()
+        if s["job"]:
+            seen.append((time.monotonic(), s["job"]["progress"], s["job"]["eta_s"]))
+        elif seen:
+            break
+        time.sleep(0.1)
+    finished = time.monotonic()
+    assert seen and all(eta is None for _, p, eta in seen if p < 5)
+    signed = [(eta - (finished - t)) / (finished - t) for t, p, eta in seen if eta is not None and 30 <= p <= 90]
+    errors = [abs(e) for e in signed]
+    assert len(errors) >= 5, seen
+    errors.sort()
+    median, worst = errors[len(errors) // 2], errors[-1]
+    under = sum(e < 0 for e in signed) / len(signed)
+    print(f"time left: median error {median:.0%}, worst {worst:.0%}, {under:.0%} under, {len(errors)} samples, 30–90 %")
+    assert median <= 0.5 and worst <= 1.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import os
 import time
 
@@ -157,3 +158,16 @@ def test_a_size_in_a_dropped_files_name_and_a_bad_format(env: Env, daemon) -> No
         lambda: [r for r in env.results() if r["input_file"] == "desk_ps12.csv" and r["winner"]], 120, "desk_ps12"
     )
     assert sized[0]["winner"]["size"] == 12
+
+
+def test_a_windows_client_gets_its_run_folder_as_a_unc_path(env: Env, daemon) -> None:
+    daemon("QUEUE.unc_root=\\\\srv\\optimizer_share")
+    env.drop("desk.csv")
+    job_id = "job_777_20261201_180000"
+    _submit(env, job_id, batch_job_file(job_id, "Z:\\input\\desk.csv", size="12"))
+    result = env.result(job_id, 120)
+    assert result["status"] == "completed", result
+    folder = result["output_folder"]  # share-relative, as before: output/run_…
+    assert result["output_folder_windows"] == "\\\\srv\\optimizer_share\\" + folder.replace("/", "\\")
+    page = (env.root / folder / "report.html").read_text(encoding="utf-8")
+    assert f"Folder: <code>{html.escape(result['output_folder_windows'])}</code>" in page

@@ -425,3 +425,37 @@ def test_each_members_contribution_is_the_reference_fitness_without_it(done: Job
     sheet = list(book["Why each member"].iter_rows(values_only=True))
     assert [row[0] for row in sheet[1:]] == list(r.winner.strategies)
     assert "Why each strategy is in" in (done.run_dir / "report.html").read_text()
+
+
+def test_a_second_run_of_the_same_book_says_what_changed(tmp_path: Path) -> None:
+    source = tmp_path / "desk_book.csv"
+    write_csv(source, 200, 40, seed=5)
+    first = job(tmp_path, source, "out")
+    assert first.report.since_last_run is None and first.report.book == "desk_book"
+    write_csv(source, 200, 40, seed=6)  # the next night's export, same name
+    second = job(tmp_path, source, "out")
+    change = second.report.since_last_run
+    assert change is not None and change.previous_job_id == first.job_id
+    assert change.previous_run_folder == first.run_dir.name
+    before, now = set(first.report.winner.strategies), set(second.report.winner.strategies)
+    assert set(change.came_in) == now - before and set(change.went_out) == before - now
+    assert change.kept == len(before & now)
+    figures = {name: (b, n) for name, b, n in change.figures}
+    assert figures["Size"] == (first.report.winner.size, second.report.winner.size)
+    assert figures["Sharpe ratio, in sample"] == (
+        first.report.winner.metrics["sharpe_ratio"],
+        second.report.winner.metrics["sharpe_ratio"],
+    )
+    v1, v2 = first.report.validation, second.report.validation
+    assert v1 is not None and v2 is not None and v1.oos_metrics is not None and v2.oos_metrics is not None
+    assert figures["Sharpe ratio, out of sample"] == (v1.oos_metrics["sharpe_ratio"], v2.oos_metrics["sharpe_ratio"])
+    summary = json.loads((second.run_dir / "execution_summary.json").read_text())
+    jsonschema.validate(summary, SCHEMA, format_checker=jsonschema.FormatChecker())
+    assert summary["since_last_run"]["previous_job_id"] == first.job_id and summary["book"] == "desk_book"
+    page = (second.run_dir / "report.html").read_text()
+    assert "Since the last run of desk_book" in page and f"../{first.run_dir.name}/report.html" in page
+    # Another file named as the same book by GENERAL.book compares with the newest run of that book.
+    other = write_csv(tmp_path / "renamed_export.csv", 200, 40, seed=7)
+    third = job(tmp_path, other, "out", "GENERAL.book=desk_book")
+    assert third.report.since_last_run is not None and third.report.since_last_run.previous_job_id == second.job_id
+    assert job(tmp_path, other, "out").report.since_last_run is None  # its own book: no earlier run
