@@ -47,7 +47,7 @@ h1{font-size:24px;margin:8px 0 4px}h2{font-size:18px;margin:28px 0 8px;border-bo
 .scroll{overflow-x:auto}
 table{border-collapse:collapse;background:#fff;font-size:14px}
 th,td{border:1px solid #d5dbe1;padding:4px 10px;text-align:right;white-space:nowrap}
-th{background:#e9eef3}td.l,th.l{text-align:left}
+th{background:#e9eef3}td.l,th.l{text-align:left}td.l{white-space:normal;min-width:12em}
 figure{margin:12px 0;background:#fff;border:1px solid #d5dbe1;padding:8px}
 figure img{max-width:100%;height:auto;display:block}
 figcaption{color:#5a6978;font-size:13px}
@@ -75,9 +75,9 @@ def report_page(report: RunReport, folder: Path) -> str:
         *_where(report, folder),
         *_headline(report),
         *_winner(report),
-        *_charts(folder),
         *_since_last_run(report),
         *_contributions(report),
+        *_charts(folder),
         *_sizes(report),
         *_ulta(report),
         *_zones(report),
@@ -200,7 +200,9 @@ def _contributions(report: RunReport) -> list[str]:
     return [
         "<h2>Why each strategy is in</h2>",
         f"<p>The winner's fitness on the days the search saw is {number(report.winner.fitness)}. For each member: "
-        "what the portfolio loses without it, and the strategy that would score best in its place.</p>",
+        "what the portfolio loses without it, and the strategy that would score best in its place. A negative "
+        "contribution: the others score higher without it on those days (a validated winner is chosen on "
+        "days the search never saw, not on this fitness).</p>",
         '<div class="scroll"><table><tr><th class="l">strategy</th><th>contribution</th><th>fitness without it</th>'
         f'{test}<th class="l">best substitute</th><th>fitness with it</th></tr>',
         *rows,

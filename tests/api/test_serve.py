@@ -254,6 +254,7 @@ def test_the_status_page_in_headless_chromium(env: Env, watch, tmp_path: Path) -
     assert 'class="meta">daemon running on ' in dom.stdout  # not "connecting…", not "cannot reach the API"
     assert 'class="badge completed"' in dom.stdout and "first.csv" in dom.stdout and "output/run_" in dom.stdout
     assert "second.csv" in dom.stdout and "third.csv" in dom.stdout
+    assert "<h2>Latest result</h2>" in dom.stdout and 'class="report" href="jobs/' in dom.stdout  # its report.html
     if status["job"]:
         assert 'class="badge running"' in dom.stdout and '<div class="bar"><div style="width:' in dom.stdout
 
