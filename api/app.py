@@ -27,7 +27,9 @@ import asyncio
 import hmac
 import json
 import logging
+import os
 import re
+import stat
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -303,6 +305,7 @@ def get_metrics(ctx: Ctx) -> Response:
 
 # After /jobs/{job_id}/events: a route matches in the order it was added.
 # A file of a run folder, by name (report.html links its neighbours by name); never a path.
+REPORT_POLICY = "default-src 'none'; img-src data: 'self'; style-src 'unsafe-inline'"  # as the page's own
 RUN_FILE = re.compile(r"[A-Za-z0-9_]+(\.[A-Za-z0-9]+)+")
 MEDIA_TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -329,10 +332,18 @@ def get_run_file(job_id: str, name: str, ctx: Ctx) -> Response:
     if not done or not RUN_FILE.fullmatch(name) or suffix not in MEDIA_TYPES:
         raise HTTPException(404, f"no file {name!r} for job {job_id!r}")
     folder = (ctx.share.root / done[-1]["run_dir"]).resolve()
-    path = folder / name
-    if folder.parent != ctx.share.output.resolve() or not path.is_file():
+    if folder.parent != ctx.share.output.resolve():
         raise HTTPException(404, f"no file {name!r} for job {job_id!r}")
-    return Response(path.read_bytes(), media_type=MEDIA_TYPES[suffix])
+    try:  # the file itself, never what a link in the folder points to (anyone on the share can make one)
+        fd = os.open(folder / name, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        raise HTTPException(404, f"no file {name!r} for job {job_id!r}") from None
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            raise HTTPException(404, f"no file {name!r} for job {job_id!r}")
+        content = fh.read()
+    headers = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": REPORT_POLICY}
+    return Response(content, media_type=MEDIA_TYPES[suffix], headers=headers)
 
 
 @changes.post("/jobs", status_code=202, summary="Queue a CSV already in input/ (needs the API token)")

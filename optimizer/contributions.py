@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from algorithms.problem import Problem
+from algorithms.problem import CHUNK_ROWS, Problem
 from algorithms.statistics import sharpe_per_period
 from outputs.report import Contribution
 
@@ -45,8 +45,7 @@ def contributions(
             test_sharpe = float(sharpe_per_period(series)) * float(np.sqrt(periods_per_year))
         substitute, substitute_fitness = None, None
         if len(outside):
-            swaps = full.evaluate_swaps(held, np.full(len(outside), i), outside)
-            best = outside[int(np.argmax(swaps))]
+            best = _best_swap(full, held, i, outside)
             swapped = held.copy()
             swapped[i] = best
             substitute, substitute_fitness = names[best], float(full.evaluate(swapped[None, :])[0])
@@ -61,3 +60,16 @@ def contributions(
             )
         )
     return tuple(out)
+
+
+def _best_swap(problem: Problem, held: np.ndarray, position: int, outside: np.ndarray) -> int:
+    """The outsider whose swap in at ``position`` scores best (first on ties), in chunks of
+    ``CHUNK_ROWS`` outsiders: the (K, 2T) sums of one chunk stay small at any width."""
+    best, best_fit = int(outside[0]), -np.inf
+    for start in range(0, len(outside), CHUNK_ROWS):
+        chunk = outside[start : start + CHUNK_ROWS]
+        fits = problem.evaluate_swaps(held, np.full(len(chunk), position), chunk)
+        k = int(np.argmax(fits))
+        if fits[k] > best_fit:
+            best, best_fit = int(chunk[k]), float(fits[k])
+    return best

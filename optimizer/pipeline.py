@@ -197,7 +197,9 @@ def _run_recorded(
         book=book_name(config.general.book, path.name),
         windows_output_dir=_windows_output_dir(config, out_dir) or "",
     )
-    report = dataclasses.replace(report, since_last_run=since_last_run(out_dir.absolute(), report))
+    with steps.step("history", OUTPUTS_START):  # reads earlier run folders, maybe over SMB
+        report = dataclasses.replace(report, since_last_run=since_last_run(out_dir.absolute(), report))
+    report = dataclasses.replace(report, timings_s=tuple(steps.timings.items()))
     with steps.step("outputs", OUTPUTS_START):
         run_dir, errors = write_run_folder(report, out_dir.absolute(), started_struct)
     backend.record_job(

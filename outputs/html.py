@@ -15,7 +15,7 @@ from pathlib import Path
 
 from outputs import validation
 from outputs.format import METRIC_LABELS, number
-from outputs.report import RunReport
+from outputs.report import LOOKBACK, RunReport
 
 CHARTS = (
     ("equity_curves.png", "Equity curves of the best portfolio of each size"),
@@ -104,9 +104,14 @@ def _where(report: RunReport, folder: Path) -> list[str]:
 def _headline(report: RunReport) -> list[str]:
     w, v = report.winner, report.validation
     validated = v is not None and v.ran and v.oos_metrics is not None
-    answer = f"Trade the {w.size}-strategy portfolio found by {escape(w.algorithm)}" + (
-        " (chosen on days the search never saw)." if validated else "."
-    )
+    how = "."
+    if validated and v is not None:
+        how = (
+            " (chosen on days the search never saw)."
+            if v.selection == "validated"
+            else " (chosen in sample, then measured on days the search never saw)."
+        )
+    answer = f"Trade the {w.size}-strategy portfolio found by {escape(w.algorithm)}{how}"
     warn = not validated or "no evidence" in (v.verdict if v else "").lower()
     lines = [f'<div class="headline{" warn" if warn else ""}"><b>{answer}</b><br>{escape(validation.headline(report))}']
     if v is not None and v.verdict:
@@ -163,7 +168,10 @@ def _charts(folder: Path) -> list[str]:
 def _since_last_run(report: RunReport) -> list[str]:
     change = report.since_last_run
     if change is None:
-        return ["<h2>Since the last run</h2>", f"<p>This is the first run of {escape(report.book)} in this folder.</p>"]
+        return [
+            "<h2>Since the last run</h2>",
+            f"<p>No earlier run of {escape(report.book)} found among the latest {LOOKBACK} run folders here.</p>",
+        ]
     rows = [
         f'<tr><td class="l">{escape(name)}</td><td>{number(before)}</td><td>{number(now)}</td>'
         f"<td>{number(None if before is None or now is None else now - before)}</td></tr>"
@@ -173,13 +181,16 @@ def _since_last_run(report: RunReport) -> list[str]:
     def names(items: tuple[str, ...]) -> str:
         return ", ".join(escape(n) for n in items) if items else "none"
 
+    # On the share the run folders are neighbours; through the API (pages by job id) this link does not resolve.
+    link = f', <a href="../{escape(change.previous_run_folder)}/report.html">its page</a>' if change.has_page else ""
     return [
         f"<h2>Since the last run of {escape(change.book)}</h2>",
-        f"<p>Compared with job {escape(change.previous_job_id)} ({escape(change.previous_created_at)}, "
-        f'<a href="../{escape(change.previous_run_folder)}/report.html">its page</a>): '
-        f"{change.kept} strategies kept, {len(change.came_in)} came in, {len(change.went_out)} went out.</p>",
+        f"<p>Compared with job {escape(change.previous_job_id)} ({escape(change.previous_created_at)}, folder "
+        f"<code>{escape(change.previous_run_folder)}</code>{link}): {change.kept} strategies kept, "
+        f"{len(change.came_in)} came in, {len(change.went_out)} went out.</p>",
         f"<p><b>Came in:</b> {names(change.came_in)}</p>",
         f"<p><b>Went out:</b> {names(change.went_out)}</p>",
+        *([f"<p><b>Kept, now traded the other way (ULTA):</b> {names(change.flipped)}</p>"] if change.flipped else []),
         '<div class="scroll"><table><tr><th class="l">figure</th><th>before</th><th>now</th><th>change</th></tr>',
         *rows,
         "</table></div>",
@@ -196,7 +207,7 @@ def _contributions(report: RunReport) -> list[str]:
         + f'<td class="l">{escape(c.substitute or "—")}</td><td>{number(c.substitute_fitness)}</td></tr>'
         for c in sorted(report.contributions, key=lambda c: -c.contribution)
     ]
-    test = "<th>Sharpe of the others, test days</th>" if validated else ""
+    test = "<th>Sharpe of the others, final test window</th>" if validated else ""
     return [
         "<h2>Why each strategy is in</h2>",
         f"<p>The winner's fitness on the days the search saw is {number(report.winner.fitness)}. For each member: "

@@ -92,6 +92,9 @@ class Contribution:
     substitute_fitness: float | None  # the portfolio's fitness with that swap
 
 
+LOOKBACK = 200  # run folders read, newest first, looking for a book's previous run
+
+
 @dataclass(frozen=True)
 class SinceLastRun:
     """What changed since the previous run of the same book (the newest earlier run folder of it)."""
@@ -100,10 +103,12 @@ class SinceLastRun:
     previous_job_id: str
     previous_run_folder: str  # its folder's name, beside this one
     previous_created_at: str
-    came_in: tuple[str, ...]  # in the winner now, not before
-    went_out: tuple[str, ...]  # in the winner before, not now
-    kept: int
+    came_in: tuple[str, ...]  # in the winner now, not before (names as now, ULTA's _inv included)
+    went_out: tuple[str, ...]  # in the winner before, not now (names as then)
+    kept: int  # in both, whichever way ULTA turned them
     figures: tuple[tuple[str, float | None, float | None], ...]  # (figure, before, now)
+    flipped: tuple[str, ...] = ()  # kept, but ULTA turned them the other way since (names as now)
+    has_page: bool = False  # the previous folder has a report.html to link to
 
 
 @dataclass(frozen=True)

@@ -234,13 +234,20 @@ def test_the_latest_result_and_its_report_page_by_job_id(env: Env, daemon) -> No
     assert latest["headline"] == job["validation"]["headline"] and latest["verdict"] == job["validation"]["verdict"]
     page = client.get(f"/{latest['report']}")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert (
+        page.headers["x-content-type-options"] == "nosniff"
+        and "default-src 'none'" in page.headers["content-security-policy"]
+    )
     assert page.text == (env.root / job["output_folder"] / "report.html").read_text(encoding="utf-8")
     chart = client.get(f"/jobs/{job_id}/equity_curves.png")  # the page's neighbours, by name, as it links them
     assert chart.status_code == 200 and chart.content[:8] == b"\x89PNG\r\n\x1a\n"
     assert client.get(f"/jobs/{job_id}/performance_report.txt").status_code == 200
     # Only a file of the job's own folder, by a plain name: never a path, never another file type.
     (env.root / "secret.txt").write_text("not for the API")
-    for name in ("..%2Fsecret.txt", "..%2F..%2Fsecret.txt", ".hidden.txt", "report.html%00.png", "run.sh", "x"):
+    folder = env.root / job["output_folder"]
+    (folder / "notes.txt").symlink_to(env.root / "secret.txt")  # a link anyone on the share could make
+    (folder / "deeper.md").symlink_to(folder / "notes.txt")
+    for name in ("..%2Fsecret.txt", "notes.txt", "deeper.md", ".hidden.txt", "report.html%00.png", "run.sh", "x"):
         response = client.get(f"/jobs/{job_id}/{name}")
         assert response.status_code == 404 and "not for the API" not in response.text, name
     assert client.get("/jobs/no-such-job/report.html").status_code == 404

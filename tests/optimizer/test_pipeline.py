@@ -53,8 +53,8 @@ def test_run_writes_the_summary_and_best_portfolios(tmp_path: Path, csv_file: Pa
     )
     summary = json.loads((run_dir / "execution_summary.json").read_text())
     assert summary["schema_version"] == 3
-    steps = {"load", "store", "ulta", "fetch", "correlation", "search", "validation", "contributions"}
-    assert set(summary["timings_s"]) == steps
+    timed = {"load", "store", "ulta", "fetch", "correlation", "search", "validation", "contributions", "history"}
+    assert set(summary["timings_s"]) == timed
     assert [(r["size"], r["algorithm"]) for r in summary["results"]] == [
         (size, name) for size in (5, 6, 7) for name in ALGORITHMS
     ]
@@ -86,6 +86,8 @@ def test_run_writes_the_summary_and_best_portfolios(tmp_path: Path, csv_file: Pa
         "correlation",
         "search",
         "validation",
+        "contributions",
+        "history",
         "outputs",
         "done",
     ]

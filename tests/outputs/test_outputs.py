@@ -23,6 +23,7 @@ from PIL import Image
 
 from algorithms.fitness import Objective
 from algorithms.reference import reference_fitness
+from optimizer import history
 from optimizer.config import load_config
 from optimizer.loader import load_csv
 from optimizer.pipeline import JobOutcome, run_job
@@ -433,6 +434,12 @@ def test_a_second_run_of_the_same_book_says_what_changed(tmp_path: Path) -> None
     first = job(tmp_path, source, "out")
     assert first.report.since_last_run is None and first.report.book == "desk_book"
     write_csv(source, 200, 40, seed=6)  # the next night's export, same name
+    # A summary edited by hand on the share, newest by its folder name: passed over, not fatal.
+    bogus = tmp_path / "out" / "run_99991231_235959_desk_book-bogus"
+    bogus.mkdir()
+    (bogus / "execution_summary.json").write_text(
+        json.dumps({"job_id": "x", "book": "desk_book", "created_at": "2000-01-01T00:00:00+00:00", "winner": {}})
+    )
     second = job(tmp_path, source, "out")
     change = second.report.since_last_run
     assert change is not None and change.previous_job_id == first.job_id
@@ -459,3 +466,23 @@ def test_a_second_run_of_the_same_book_says_what_changed(tmp_path: Path) -> None
     third = job(tmp_path, other, "out", "GENERAL.book=desk_book")
     assert third.report.since_last_run is not None and third.report.since_last_run.previous_job_id == second.job_id
     assert job(tmp_path, other, "out").report.since_last_run is None  # its own book: no earlier run
+
+
+
+def test_a_strategy_ulta_turned_the_other_way_is_kept_not_replaced(done: JobOutcome) -> None:
+    report = done.report
+    names = list(report.winner.strategies)
+    a, b = names[0], names[1]
+    flip = lambda n: n.removesuffix("_inv") if n.endswith("_inv") else n + "_inv"  # noqa: E731
+    before = [flip(a), b, "Somebody else #1", *names[3:]]  # a turned the other way since; names[2] is new
+    summary = {
+        "job_id": "yesterday",
+        "created_at": "2000-01-01T00:00:00+00:00",
+        "winner": {"size": len(before), "fitness": 1.0, "strategies": before, "metrics": {"sharpe_ratio": 2.0}},
+        "validation": "not an object",  # tolerated: no out-of-sample figure then
+    }
+    change = history._compare(done.run_dir, summary, report)
+    assert change.came_in == (names[2],) and change.went_out == ("Somebody else #1",)
+    assert change.flipped == (a,) and change.kept == len(names) - 1
+    figures = {name: (before_, now) for name, before_, now in change.figures}
+    assert figures["Sharpe ratio, out of sample"][0] is None and figures["Total ROI, in sample"][0] is None
