@@ -468,7 +468,6 @@ def test_a_second_run_of_the_same_book_says_what_changed(tmp_path: Path) -> None
     assert job(tmp_path, other, "out").report.since_last_run is None  # its own book: no earlier run
 
 
-
 def test_a_strategy_ulta_turned_the_other_way_is_kept_not_replaced(done: JobOutcome) -> None:
     report = done.report
     names = list(report.winner.strategies)
