@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 
+from tests.browser import chromium, headless
 from tests.conftest import free_port
 from tests.jobqueue.conftest import FAST_INI, SLOW_SETS, Env, read_json, wait_for
 
@@ -216,16 +216,8 @@ def test_a_thousand_status_requests_and_a_hundred_event_streams_while_a_job_runs
     print(f"1,000 GET /status in {elapsed:.2f} s ({1000 / elapsed:,.0f}/s) beside 100 event streams, while the job ran")
 
 
-def _chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-
-
 def test_the_status_page_in_headless_chromium(env: Env, watch, tmp_path: Path) -> None:
-    browser = _chromium()
-    if browser is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is not installed on CI (scripts/system-deps.sh installs it)")
-        pytest.skip("chromium is not installed (apt-get install chromium)")
+    browser = chromium()
     proc, base = serve(watch, *SLOW_SETS)
     env.drop("first.csv")
     wait_for(lambda: get(f"{base}/jobs?state=completed")[1]["total"] == 1, 120, "a finished job")
@@ -234,17 +226,7 @@ def test_the_status_page_in_headless_chromium(env: Env, watch, tmp_path: Path) -
         env.drop(f"{name}.csv")
     wait_for(lambda: (s := get(f"{base}/status")[1])["job"] and s["progress"] > 30, 120, "the next job under way")
     shot = tmp_path / "status_page.png"
-    flags = [
-        browser,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--hide-scrollbars",
-        "--window-size=1280,800",
-        "--virtual-time-budget=4000",
-        f"--user-data-dir={tmp_path / 'profile'}",
-    ]
+    flags = headless(browser, tmp_path / "profile", 1280, 800, "--virtual-time-budget=4000")
     done = subprocess.run([*flags, f"--screenshot={shot}", f"{base}/"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and shot.exists(), done.stderr[-2000:]
     dom = subprocess.run([*flags, "--dump-dom", f"{base}/"], capture_output=True, text=True, timeout=120)

@@ -31,6 +31,7 @@ from optimizer.synthetic import write_csv
 from outputs import validation as outputs_validation
 from outputs.format import number
 from outputs.text import MEASUREMENTS_MARKER
+from tests.browser import chromium, headless
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"  # screenshots kept for a person to look at (ignored by git)
@@ -337,11 +338,7 @@ def test_the_page_is_self_contained_and_says_what_the_report_says(done: JobOutco
 
 
 def test_the_page_in_headless_chromium_with_no_network(done: JobOutcome, tmp_path: Path) -> None:
-    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-    if browser is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is not installed on CI (scripts/system-deps.sh installs it)")
-        pytest.skip("chromium is not installed (apt-get install chromium)")
+    browser = chromium()
     offline = ["unshare", "-n"]  # a network namespace with no interface up: nothing can leave
     if subprocess.run([*offline, "true"], capture_output=True, check=False).returncode != 0:
         if os.environ.get("CI"):
@@ -349,17 +346,7 @@ def test_the_page_in_headless_chromium_with_no_network(done: JobOutcome, tmp_pat
         pytest.skip("needs root for a private network namespace (unshare -n)")
     page = (done.run_dir / "report.html").as_uri()
     shot = tmp_path / "report.png"
-    flags = [
-        *offline,
-        browser,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--hide-scrollbars",
-        "--window-size=1280,2400",
-        f"--user-data-dir={tmp_path / 'profile'}",
-    ]
+    flags = [*offline, *headless(browser, tmp_path / "profile", 1280, 2400)]
     done_shot = subprocess.run([*flags, f"--screenshot={shot}", page], capture_output=True, text=True, timeout=120)
     assert done_shot.returncode == 0 and shot.exists(), done_shot.stderr[-2000:]
     dom = subprocess.run([*flags, "--dump-dom", page], capture_output=True, text=True, timeout=120)
