@@ -26,7 +26,9 @@ def atomic_path(path: Path, *, exclusive: bool = False, mode: int | None = None)
     ----------
     exclusive : link instead of replace: raises ``FileExistsError`` (and writes nothing) when
         ``path`` exists already.
-    mode : permission bits for the file (e.g. 0o664 on a share); the umask's default otherwise.
+    mode : permission bits for the file (e.g. 0o664 on a share); otherwise what ``open`` would
+        give a new file, 0o666 less the process's umask (``mkstemp`` alone makes it 0o600, which
+        desk users reading the share as another account could not open).
     """
     # A short name: the target's own may already be near the 255-byte limit of a file name.
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
@@ -36,8 +38,7 @@ def atomic_path(path: Path, *, exclusive: bool = False, mode: int | None = None)
         yield tmp
         with tmp.open("rb+") as fh:
             os.fsync(fh.fileno())
-        if mode is not None:
-            os.chmod(tmp, mode)
+        os.chmod(tmp, default_mode() if mode is None else mode)
         if exclusive:
             os.link(tmp, path)
         else:
@@ -45,6 +46,24 @@ def atomic_path(path: Path, *, exclusive: bool = False, mode: int | None = None)
     finally:
         tmp.unlink(missing_ok=True)
     fsync_dir(path.parent)
+
+
+def default_mode() -> int:
+    """0o666 less the process's umask: the mode ``open`` gives a new file.
+
+    Read from ``/proc/self/status`` (Linux ≥ 4.7): setting the umask to read it back would
+    change it, for a moment, for every thread of the process.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def fsync_dir(folder: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -43,3 +44,16 @@ def test_a_name_at_the_length_limit_is_written(tmp_path: Path) -> None:
     with atomic_path(target) as tmp:
         tmp.write_text("{}")
     assert target.read_text() == "{}"
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_without_a_mode_the_file_gets_what_open_would_give_it(tmp_path: Path, umask: int) -> None:
+    previous = os.umask(umask)
+    try:
+        with atomic_path(tmp_path / "result.json") as tmp:
+            tmp.write_text("{}")
+        (tmp_path / "plain.json").write_text("{}")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "result.json").stat().st_mode & 0o777 == (tmp_path / "plain.json").stat().st_mode & 0o777
+    assert (tmp_path / "result.json").stat().st_mode & 0o777 == 0o666 & ~umask

@@ -305,6 +305,21 @@ def test_two_runs_in_the_same_second_get_two_folders(done: JobOutcome, tmp_path:
     assert sorted(p.name for p in first.iterdir()) == sorted(p.name for p in second.iterdir())
 
 
+def test_run_folder_files_have_the_mode_a_new_file_gets(done: JobOutcome, tmp_path: Path) -> None:
+    """Desk users open the results as another account on the share: every file gets 0o666 less
+    the umask, as ``open`` would give it (not mkstemp's 0o600)."""
+    from outputs.writers import write_run_folder
+
+    for umask, expected in ((0o022, 0o644), (0o002, 0o664), (0o077, 0o600)):
+        previous = os.umask(umask)
+        try:
+            folder, _ = write_run_folder(done.report, tmp_path / oct(umask), time.localtime())
+        finally:
+            os.umask(previous)
+        modes = {p.name: p.stat().st_mode & 0o777 for p in folder.iterdir()}
+        assert len(modes) > 10 and set(modes.values()) == {expected}, (oct(umask), modes)
+
+
 def test_the_sweep_only_removes_this_hosts_dead_folders(tmp_path: Path) -> None:
     from outputs.writers import HOST, sweep_partial_folders
 
