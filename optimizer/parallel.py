@@ -9,6 +9,7 @@ ran it or in which order: the pool and the in-process runner give identical resu
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import multiprocessing
 import os
@@ -80,26 +81,28 @@ def die_with_parent(parent: int) -> None:
 
 def _attach(
     parent: int,
-    names: tuple[str, str],
-    rows_shape: tuple[int, int],
+    blocks: tuple[tuple[str, tuple[int, ...], str], ...],
     objective: Objective,
     size: int,
     threads: int,
-    guide: Guide | None,
+    guide_share: float | None,
 ) -> None:
     """Worker initialiser: die with the job's process, map the shared arrays, build the worker's problem.
 
-    Spawned workers share the parent's resource tracker, so the parent's registration
-    stands: the blocks are unlinked by the parent, or by the tracker if the parent dies.
+    ``blocks``: (name, shape, dtype) of the rows, the flags and, for a guided search, the
+    guide's order. Spawned workers share the parent's resource tracker, so the parent's
+    registration stands: the blocks are unlinked by the parent, or by the tracker if the parent dies.
     """
     global _worker_problem
     die_with_parent(parent)
     _worker_limits.append(threadpool_limits(limits=SEARCH_BLAS_THREADS, user_api="blas"))
-    rows_memory, flags_memory = SharedMemory(name=names[0]), SharedMemory(name=names[1])
-    _worker_memory.extend([rows_memory, flags_memory])
-    rows = np.ndarray(rows_shape, dtype=np.float64, buffer=rows_memory.buf)
-    flags = np.ndarray((rows_shape[0],), dtype=np.float64, buffer=flags_memory.buf)
-    _worker_problem = Problem(rows, flags, size, objective, np, threads=threads, guide=guide)
+    arrays = []
+    for name, shape, dtype in blocks:
+        memory = SharedMemory(name=name)
+        _worker_memory.append(memory)
+        arrays.append(np.ndarray(shape, dtype=dtype, buffer=memory.buf))
+    guide = None if guide_share is None else Guide(arrays[2], guide_share)
+    _worker_problem = Problem(arrays[0], arrays[1], size, objective, np, threads=threads, guide=guide)
 
 
 def _run_in_worker(task: Task) -> Outcome:
@@ -138,18 +141,25 @@ def run_tasks(
                 outcomes.append(task.run(problem))
                 notify(task, outcomes[-1])
         return outcomes
-    rows = np.ascontiguousarray(problem.rows, dtype=np.float64)
-    flags = np.ascontiguousarray(problem.nonconstant, dtype=np.float64)
+    arrays = [
+        np.ascontiguousarray(problem.rows, dtype=np.float64),
+        np.ascontiguousarray(problem.nonconstant, dtype=np.float64),
+    ]
+    if problem.guide is not None:
+        arrays.append(np.ascontiguousarray(problem.guide.order))
     results: dict[int, Outcome] = {}
-    with _shared(rows) as rows_memory, _shared(flags) as flags_memory:
+    # Every array goes through shared memory, so what a worker is started with stays a few
+    # hundred bytes: the parent writes it into a pipe while still holding the pipe's other end,
+    # and a payload over the pipe's 64 KiB would block it for ever if the worker died at start.
+    with contextlib.ExitStack() as stack:
+        memories = [stack.enter_context(_shared(array)) for array in arrays]
         initargs = (
             os.getpid(),
-            (rows_memory.name, flags_memory.name),
-            rows.shape,
+            tuple((m.name, a.shape, a.dtype.str) for m, a in zip(memories, arrays, strict=True)),
             problem.objective,
             problem.size,
             problem.threads,
-            problem.guide,
+            None if problem.guide is None else problem.guide.share,
         )
         breaks = 0
         while len(results) < len(tasks):
@@ -182,7 +192,10 @@ def _run_pool(
     context = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(workers, context, initializer=_attach, initargs=initargs)
     try:
-        futures: dict[Future[Outcome], int] = {pool.submit(_run_in_worker, tasks[i]): i for i in indices}
+        try:
+            futures: dict[Future[Outcome], int] = {pool.submit(_run_in_worker, tasks[i]): i for i in indices}
+        except Exception:  # noqa: BLE001 - workers dying while the pool still starts others break it in
+            return False  # several ways (BrokenProcessPool, a closed handle, a bad fd): all a broken pool
         for future in as_completed(futures):
             index = futures[future]
             try:

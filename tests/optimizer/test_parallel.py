@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from multiprocessing.shared_memory import SharedMemory
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,8 @@ from optimizer import parallel
 from optimizer.parallel import Task, run_tasks
 from tests.algorithms.planted import planted_problem
 from tests.optimizer.crashing import KillsItsWorker
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def task(algorithm: object, key: int) -> Task:
@@ -52,3 +56,38 @@ def test_shared_memory_is_released(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in created:  # both unlinked: neither can be opened again
         with pytest.raises(FileNotFoundError):
             SharedMemory(name=name)
+
+
+def test_a_guided_search_on_the_pool_is_the_one_run_here() -> None:
+    """The guide reaches the workers through shared memory, whole: same results as in-process."""
+    problem = planted_problem()[0].guided()
+    tasks = [task(RandomSearch(), 0), task(HillClimbing(), 1)]
+    pooled, here = run_tasks(problem, tasks, workers=2), run_tasks(problem, tasks, workers=1)
+    for got, expected in zip(pooled, here, strict=True):
+        assert isinstance(got, RunResult) and isinstance(expected, RunResult)
+        assert (got.portfolio, got.fitness) == (expected.portfolio, expected.fitness)
+
+
+DIES_AT_START = """
+import multiprocessing
+from multiprocessing import resource_tracker
+from algorithms.hill_climbing import HillClimbing
+from algorithms.random_search import RandomSearch
+from optimizer.parallel import Task, run_tasks
+from tests.algorithms.planted import planted_problem
+
+resource_tracker.ensure_running()  # started as usual; then every worker exits at once
+multiprocessing.get_context("spawn").set_executable("/bin/false")
+problem = planted_problem(strategies=20_000)[0].guided()  # the guide's order alone is 160 KB
+tasks = [Task(8, a, 300, 5, (8, k), None) for k, a in enumerate([RandomSearch(), HillClimbing()])]
+outcomes = run_tasks(problem, tasks, workers=2)
+print([type(o).__name__ for o in outcomes], outcomes[0].error)
+"""
+
+
+def test_workers_that_die_at_start_fail_their_tasks_and_never_hang_the_job() -> None:
+    """A worker that dies before reading what it was started with (killed, a broken install):
+    the parent must not block writing to it (a payload larger than a pipe holds used to)."""
+    done = subprocess.run([sys.executable, "-c", DIES_AT_START], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("['FailedRun', 'FailedRun'] worker process died"), done.stdout
