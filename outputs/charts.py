@@ -21,6 +21,34 @@ ZONE_PANEL_IN = (7.0, 4.0)  # one panel per zone, two across
 WIDE_RANGE = 1e3  # fitness spanning more than this factor is drawn on a symmetric-log axis
 
 
+def _margins(
+    figure: Figure, top_in: float = 0.45, gap_in: float = 0.85, wgap_in: float = 1.1, left_in: float = 1.0
+) -> None:
+    """Fixed margins in inches (room for tick labels, axis labels and titles; ``gap_in`` between rows).
+
+    Not a layout engine: constrained layout measured every text twice and cost about 0.15 s a
+    chart, half of drawing it (0.60 s instead of 1.07 s for the three charts of a small job).
+    """
+    width, height = figure.get_size_inches()
+    rows, columns = 1, 1
+    for axis in figure.axes:
+        spec = axis.get_subplotspec()
+        if spec is not None:
+            rows, columns = spec.get_gridspec().get_geometry()
+            break
+    bottom, left, right = 0.6, left_in, 0.3
+    axis_height = (height - top_in - bottom - gap_in * (rows - 1)) / rows
+    axis_width = (width - left - right - wgap_in * (columns - 1)) / columns
+    figure.subplots_adjust(
+        left=left / width,
+        right=1 - right / width,
+        top=1 - top_in / height,
+        bottom=bottom / height,
+        hspace=gap_in / axis_height,
+        wspace=wgap_in / axis_width,
+    )
+
+
 def _save(figure: Figure, path: Path) -> None:
     FigureCanvasAgg(figure)
     figure.savefig(str(path), dpi=DPI, format="png", metadata={"Software": None})
@@ -44,8 +72,9 @@ def _dates(report: RunReport) -> np.ndarray:
 def equity_curves(report: RunReport, path: Path) -> None:
     """Equity and drawdown of the winner, with each algorithm's best portfolio for comparison."""
     days = _dates(report)
-    figure = Figure(figsize=EQUITY_SIZE_IN, layout="constrained")
+    figure = Figure(figsize=EQUITY_SIZE_IN)
     top, bottom = figure.subplots(2, 1, sharex=True, height_ratios=(2, 1))
+    _margins(figure, gap_in=0.55)
     colours = _colours(report)
     for line in report.algorithm_best:
         label = f"{line.label} (best: size {line.size})"
@@ -75,11 +104,12 @@ def _fitness_axis(axis: object, values: list[float]) -> None:
 
 def algorithm_comparison(report: RunReport, path: Path) -> None:
     """Fitness by algorithm across sizes, seconds per algorithm, and convergence at the winner's size."""
-    figure = Figure(figsize=COMPARISON_SIZE_IN, layout="constrained")
+    figure = Figure(figsize=COMPARISON_SIZE_IN)
     grid = figure.add_gridspec(2, 2)
     by_size = figure.add_subplot(grid[0, :])
     seconds_axis = figure.add_subplot(grid[1, 0])
     convergence = figure.add_subplot(grid[1, 1])
+    _margins(figure, left_in=1.9)  # room for the seconds panel's algorithm names
     colours = _colours(report)
     algorithms = list(colours)
     fitness_values: list[float] = []
@@ -127,8 +157,9 @@ def zone_equity_curves(report: RunReport, path: Path) -> None:
     runs = report.zone_runs or ()
     columns = min(len(runs), 2) or 1
     rows = -(-len(runs) // columns) or 1
-    figure = Figure(figsize=(ZONE_PANEL_IN[0] * columns, ZONE_PANEL_IN[1] * rows), layout="constrained")
+    figure = Figure(figsize=(ZONE_PANEL_IN[0] * columns, ZONE_PANEL_IN[1] * rows))
     axes = np.atleast_1d(figure.subplots(rows, columns, squeeze=False).ravel())
+    _margins(figure, top_in=0.8)  # the suptitle above the panels' titles
     overall = {z.zone: z for z in report.zone_breakdown or ()}
     for axis, run in zip(axes, runs, strict=False):
         days = np.array(run.dates, dtype="datetime64[D]")
@@ -171,8 +202,9 @@ def validation_equity(report: RunReport, path: Path) -> None:
     """
     v = report.validation
     validated = v is not None and v.ran and bool(v.oos_daily)
-    figure = Figure(figsize=EQUITY_SIZE_IN, layout="constrained")
+    figure = Figure(figsize=EQUITY_SIZE_IN)
     axes = figure.subplots(2, 1, height_ratios=(3, 2)) if validated else [figure.subplots(1, 1)]
+    _margins(figure)
     _every_day_panel(axes[0], report, validated)
     if validated and v is not None:
         _out_of_sample_panel(axes[1], v)
