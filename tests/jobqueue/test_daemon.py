@@ -311,7 +311,7 @@ def test_kill_9_mid_job_then_restart_completes_it_once(env: Env, watch) -> None:
     # The runner dies with the daemon (PR_SET_PDEATHSIG): no job left running unseen.
     wait_for(lambda: gone(runner_pid), 10, "the runner to die")
     assert store.get(row["seq"])["state"] == "running"  # as the crash left it
-    second = watch(*SLOW_SETS)
+    second = watch()  # the server's settings are the new daemon's: a small job this time
     result = env.result(row["job_id"], 180)
     assert result["status"] == "completed", result
     assert result["attempts"] == 2
@@ -361,7 +361,7 @@ def test_kill_9_of_the_daemon_leaves_no_process_of_the_job(env: Env, watch) -> N
     first.kill9()
     # Nobody is left to clean up: the runner dies with the daemon, the workers with the runner.
     wait_for(lambda: not _job_processes(f"{row['seq']}:{row['job_id']}"), 10, f"processes {procs} to die")
-    second = watch(*POOL_SETS)
+    second = watch()  # the server's settings are the new daemon's: a small job this time
     assert env.result(row["job_id"], 240)["status"] == "completed"
     second.signal(signal.SIGTERM)
     assert second.wait() == 0
@@ -429,7 +429,7 @@ def test_sigterm_past_the_grace_stops_the_job_and_the_next_start_reruns_it(env: 
     assert proc.wait(60) == 0
     assert store.get(row["seq"])["state"] == "queued"
     assert gone(row["pid"])
-    watch(*SLOW_SETS)
+    watch()  # the server's settings are the new daemon's: a small job this time
     result = env.result(row["job_id"], 180)
     assert result["status"] == "completed" and result["attempts"] == 2
 
