@@ -53,16 +53,10 @@ class ParticleSwarm:
         position = guide.subsets(rng, size, swarm) if guide else random_subsets(rng, strategies, size, swarm)
         fitness = evaluator.evaluate(position)
         personal, personal_fit = position.copy(), fitness.copy()
-        velocity = np.zeros((swarm, strategies), dtype=np.float32)
-        updated = np.zeros((swarm, strategies), dtype=np.int32)
-        rows = np.arange(swarm)[:, None]
-        inside = np.zeros((swarm, strategies), dtype=bool)  # scratch membership table, left all False
-
-        def members(sets: np.ndarray, queries: np.ndarray) -> np.ndarray:
-            inside[rows, sets] = True
-            found = inside[rows, queries].astype(np.float64)
-            inside[rows, sets] = False
-            return found
+        velocity = np.zeros(swarm * strategies, dtype=np.float32)  # (swarm, S) tables, flat: one take per lookup
+        updated = np.zeros(swarm * strategies, dtype=np.int32)
+        offsets = (np.arange(swarm) * strategies)[:, None]
+        flags = np.zeros(swarm * strategies, dtype=np.uint8)  # scratch: 1 position, 2 personal best, 4 global best
 
         fresh = max(round(self.explore * size), 1)
         # w^k for every k a velocity can have waited (a table lookup instead of a power per candidate).
@@ -82,19 +76,28 @@ class ParticleSwarm:
                 ],
                 axis=1,
             )
-            unique = first_occurrences(candidates)
-            v = velocity[rows, candidates] * decay[step - updated[rows, candidates]]
-            x = members(position, candidates)
-            p = members(personal, candidates)
-            g = members(np.broadcast_to(best, position.shape), candidates)
+            at = offsets + candidates  # each candidate's place in the flat tables
+            # Membership of each candidate in the position (x), personal best (p) and global best (g).
+            held = [offsets + position, offsets + personal, offsets + best]
+            for bit, places in zip((1, 2, 4), held, strict=True):
+                flags[places] |= bit
+            found = flags[at]
+            for places in held:
+                flags[places] = 0
+            unique = first_in_blocks(candidates, found, size)
+            v = velocity[at] * decay[step - updated[at]]
+            x = (found & 1).astype(np.float64)
+            p = ((found >> 1) & 1).astype(np.float64)
+            g = ((found >> 2) & 1).astype(np.float64)
             v += self.cognitive * rng.random(v.shape) * (p - x) + self.social * rng.random(v.shape) * (g - x)
             np.clip(v, -self.max_velocity, self.max_velocity, out=v)
-            r, c = np.nonzero(unique)
-            velocity[r, candidates[r, c]] = v[r, c]
-            updated[r, candidates[r, c]] = step
-            # n draws without replacement ∝ sigmoid(v): Gumbel-top-k on log-probabilities.
+            first = at[unique]
+            velocity[first] = v[unique]
+            updated[first] = step
+            # n draws without replacement ∝ sigmoid(v): Gumbel-top-k on log-probabilities, log sigmoid(v) =
+            # −log1p(e^−v) (exact for |v| ≤ max_velocity; logaddexp's general case cost 10× as much).
             # A Gumbel variate is −log of a standard exponential one (one logarithm instead of two).
-            keys = -self.selectivity * np.logaddexp(0.0, -v) - np.log(rng.standard_exponential(v.shape))
+            keys = -self.selectivity * np.log1p(np.exp(-v)) - np.log(rng.standard_exponential(v.shape))
             keys[~unique] = -np.inf
             count = min(swarm, left)
             position = top_k_by_key(candidates, keys, size)
@@ -104,3 +107,17 @@ class ParticleSwarm:
             personal_fit[:count][better] = fitness[better]
             if count < swarm:
                 return
+
+
+def first_in_blocks(candidates: np.ndarray, found: np.ndarray, size: int) -> np.ndarray:
+    """``first_occurrences(candidates)`` for rows made of the position, the personal best and the
+    global best (``size`` distinct strategies each) and then fresh draws, from ``found``: each
+    candidate's membership bits (1 position, 2 personal best, 4 global best). A strategy in a
+    later block repeats an earlier block's exactly when it carries an earlier block's bit; only
+    the few fresh draws need sorting among themselves. bool, shape of ``candidates``.
+    """
+    unique = np.ones(candidates.shape, dtype=bool)
+    unique[:, size : 2 * size] = (found[:, size : 2 * size] & 1) == 0
+    unique[:, 2 * size : 3 * size] = (found[:, 2 * size : 3 * size] & 3) == 0
+    unique[:, 3 * size :] = (found[:, 3 * size :] == 0) & first_occurrences(candidates[:, 3 * size :])
+    return unique

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from algorithms.operators import (
+    MemberTable,
     first_occurrences,
     member_mask,
     random_subsets,
@@ -108,3 +109,36 @@ def test_helpers() -> None:
     assert member_mask(np.array([2, 7]), np.array([[7, 1], [2, 2]]), 10).tolist() == [[True, False], [True, True]]
     keys = np.array([[0.1, 0.9, -np.inf, 0.5]])
     assert top_k_by_key(np.array([[10, 11, 12, 13]]), keys, 2).tolist() == [[11, 13]]
+
+
+@settings(max_examples=200, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), strategies=st.integers(8, 60), overlap=st.integers(0, 4))
+def test_particle_swarms_first_in_blocks_is_first_occurrences(seed: int, strategies: int, overlap: int) -> None:
+    """PSO's shortcut (membership bits instead of a sort of every row) marks the same entries."""
+    from algorithms.particle_swarm import first_in_blocks
+
+    rng = np.random.default_rng(seed)
+    size, swarm = max(strategies // 4, 1), 6
+    position, personal = random_subsets(rng, strategies, size, swarm), random_subsets(rng, strategies, size, swarm)
+    personal[:overlap] = position[:overlap]  # a particle at its personal best: the blocks coincide
+    best = personal[0]
+    fresh = rng.integers(0, strategies, (swarm, size))
+    candidates = np.concatenate([position, personal, np.broadcast_to(best, position.shape), fresh], axis=1)
+    found = np.zeros(candidates.shape, dtype=np.uint8)
+    for bit, block in ((1, position), (2, personal), (4, np.broadcast_to(best, position.shape))):
+        found |= np.where(member_mask(block, candidates, strategies), bit, 0).astype(np.uint8)
+    assert np.array_equal(first_in_blocks(candidates, found, size), first_occurrences(candidates))
+
+
+@settings(max_examples=200, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), strategies=st.integers(2, 80), rows=st.integers(1, 12))
+def test_the_member_table_answers_as_member_mask_and_is_left_clean(seed: int, strategies: int, rows: int) -> None:
+    rng = np.random.default_rng(seed)
+    size = int(rng.integers(1, strategies + 1))
+    table = MemberTable(rows + 2, strategies)  # room for more rows than asked
+    for _ in range(3):  # reused: each call clears its marks
+        sets = random_subsets(rng, strategies, size, rows)
+        queries = rng.integers(0, strategies, (rows, int(rng.integers(1, 2 * strategies))))
+        assert np.array_equal(table(sets, queries), member_mask(sets, queries, strategies))
+        assert np.array_equal(table(sets[0], queries), member_mask(sets[0], queries, strategies))
+    assert not table._table.any()
