@@ -7,7 +7,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from algorithms.operators import member_mask, random_subsets, top_k_by_key
+from algorithms.operators import MemberTable, random_subsets, top_k_by_key
 from algorithms.problem import Evaluator
 
 
@@ -43,10 +43,11 @@ class DifferentialEvolution:
         count = len(population)
         if count < 4:
             return
+        members = MemberTable(count, strategies + 1)  # strategies + 1: the crossover's "not chosen" mark
         while (left := evaluator.remaining) > 0:
             a, b, c = _three_others(rng, count)
-            mutant = self._mutate(rng, population[a], population[b], population[c], strategies)
-            trial = self._crossover(rng, mutant, population)
+            mutant = self._mutate(rng, population[a], population[b], population[c], members)
+            trial = self._crossover(rng, mutant, population, members, strategies)
             take = min(count, left)
             trial_fitness = evaluator.evaluate(trial[:take])
             better = trial_fitness >= fitness[:take]
@@ -54,10 +55,10 @@ class DifferentialEvolution:
             fitness[:take][better] = trial_fitness[better]
 
     def _mutate(
-        self, rng: np.random.Generator, a: np.ndarray, b: np.ndarray, c: np.ndarray, strategies: int
+        self, rng: np.random.Generator, a: np.ndarray, b: np.ndarray, c: np.ndarray, members: MemberTable
     ) -> np.ndarray:
         size = a.shape[1]
-        difference = ~member_mask(c, b, strategies) & ~member_mask(a, b, strategies)
+        difference = ~members(c, b) & ~members(a, b)
         moves = np.ceil(self.differential_weight * difference.sum(axis=1)).astype(np.int64)
         # Rank the difference's members and a's slots at random; the k first of each are paired.
         incoming_rank = np.argsort(np.where(difference, rng.random(b.shape), 2.0), axis=1)
@@ -67,16 +68,17 @@ class DifferentialEvolution:
         mutant[rows, slot_rank[rows, ranks]] = b[rows, incoming_rank[rows, ranks]]
         return mutant
 
-    def _crossover(self, rng: np.random.Generator, mutant: np.ndarray, target: np.ndarray) -> np.ndarray:
+    def _crossover(
+        self, rng: np.random.Generator, mutant: np.ndarray, target: np.ndarray, members: MemberTable, strategies: int
+    ) -> np.ndarray:
         count, size = mutant.shape
         from_mutant = rng.random(mutant.shape) < self.crossover_rate
         from_mutant[np.arange(count), rng.integers(0, size, count)] = True
-        strategies = int(max(mutant.max(), target.max())) + 1
         # Chosen mutant members first, then the target's, then unchosen mutant members if still short;
         # a strategy in both keeps one copy, at the higher of its two priorities.
-        chosen = np.where(from_mutant, mutant, strategies)  # `strategies` marks "not chosen"
-        target_copy = member_mask(chosen, target, strategies + 1)
-        mutant_copy = member_mask(target, mutant, strategies + 1) & ~from_mutant
+        chosen = np.where(from_mutant, mutant, strategies)  # `strategies` (no strategy's index) marks "not chosen"
+        target_copy = members(chosen, target)
+        mutant_copy = members(target, mutant) & ~from_mutant
         mutant_keys = np.where(from_mutant, 2.0, -2.0) + rng.random(mutant.shape)
         mutant_keys[mutant_copy] = -np.inf
         target_keys = np.where(target_copy, -np.inf, rng.random(target.shape))
