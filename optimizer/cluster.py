@@ -55,7 +55,6 @@ class _Shared:
     """What every task of one search needs besides the arrays: shipped once, with them."""
 
     objective: Objective
-    threads: int
     guide: Guide | None
     backend: str  # "numpy" | "cupy": the array module the tasks compute on
 
@@ -64,7 +63,8 @@ def _run_on_node(rows: np.ndarray, flags: np.ndarray, shared: _Shared, task: Tas
     """One task on a Ray worker: ``rows`` and ``flags`` are the node's object-store copies (read-only)."""
     import ray
 
-    problem = Problem(rows, flags, task.size, shared.objective, np, threads=shared.threads, guide=shared.guide)
+    # One thread per task: a task holds one CPU of its node (the driver's thread count is its own machine's).
+    problem = Problem(rows, flags, task.size, shared.objective, np, threads=1, guide=shared.guide)
     if shared.backend == "cupy":
         import cupy
 
@@ -123,8 +123,7 @@ class Executor:
             return outcomes
         rows = np.ascontiguousarray(_host(problem.rows), dtype=np.float64)
         flags = np.ascontiguousarray(_host(problem.nonconstant), dtype=np.float64)
-        # One thread per task: a task holds one CPU of its node (the driver's thread count is its own machine's).
-        shared = _Shared(problem.objective, 1, problem.guide, "cupy" if on_gpu else "numpy")
+        shared = _Shared(problem.objective, problem.guide, "cupy" if on_gpu else "numpy")
         rows_ref, flags_ref, shared_ref = ray.put(rows), ray.put(flags), ray.put(shared)
         remote = ray.remote(_run_on_node).options(**task_options(on_gpu))
         index = {remote.remote(rows_ref, flags_ref, shared_ref, task): i for i, task in enumerate(tasks)}
