@@ -11,6 +11,7 @@ project (the lowest layer, with ``errors``).
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from collections.abc import Iterator
@@ -36,9 +37,14 @@ def atomic_path(path: Path, *, exclusive: bool = False, mode: int | None = None)
     tmp = Path(name)
     try:
         yield tmp
-        with tmp.open("rb+") as fh:
-            os.fsync(fh.fileno())
-        os.chmod(tmp, default_mode() if mode is None else mode)
+        # By descriptor, never following a link: on a share others can write to, a link put in
+        # the temporary file's place must not get its target flushed or its mode changed.
+        fd = os.open(tmp, os.O_RDWR | os.O_NOFOLLOW)
+        try:
+            os.fsync(fd)
+            _set_mode(fd, mode)
+        finally:
+            os.close(fd)
         if exclusive:
             os.link(tmp, path)
         else:
@@ -48,6 +54,19 @@ def atomic_path(path: Path, *, exclusive: bool = False, mode: int | None = None)
     fsync_dir(path.parent)
 
 
+def _set_mode(fd: int, mode: int | None) -> None:
+    """``mode``, or by default 0o666 less the umask; a file system without Unix modes (vfat, a
+    CIFS mount without Unix extensions) keeps its own when no mode was asked for."""
+    if mode is not None:
+        os.fchmod(fd, mode)
+        return
+    try:
+        os.fchmod(fd, default_mode())
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP):
+            raise
+
+
 def default_mode() -> int:
     """0o666 less the process's umask: the mode ``open`` gives a new file.
 
@@ -55,11 +74,11 @@ def default_mode() -> int:
     change it, for a moment, for every thread of the process.
     """
     try:
-        with open("/proc/self/status", encoding="ascii") as fh:
+        with open("/proc/self/status", "rb") as fh:  # bytes: the process name on its first line may be any
             for line in fh:
-                if line.startswith("Umask:"):
+                if line.startswith(b"Umask:"):
                     return 0o666 & ~int(line.split()[1], 8)
-    except OSError:
+    except (OSError, ValueError, IndexError):
         pass
     mask = os.umask(0o022)
     os.umask(mask)

@@ -57,3 +57,17 @@ def test_without_a_mode_the_file_gets_what_open_would_give_it(tmp_path: Path, um
         os.umask(previous)
     assert (tmp_path / "result.json").stat().st_mode & 0o777 == (tmp_path / "plain.json").stat().st_mode & 0o777
     assert (tmp_path / "result.json").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_a_link_put_in_the_temporary_files_place_is_refused_and_its_target_untouched(tmp_path: Path) -> None:
+    """On a share others can write to: the link's target (a file the service owns) keeps its mode."""
+    victim = tmp_path / "secret.env"
+    victim.write_text("TOKEN=x")
+    victim.chmod(0o600)
+    with pytest.raises(OSError), atomic_path(tmp_path / "result.json") as tmp:
+        tmp.write_text("{}")
+        tmp.unlink()
+        tmp.symlink_to(victim)
+    assert victim.stat().st_mode & 0o777 == 0o600 and victim.read_text() == "TOKEN=x"
+    assert not (tmp_path / "result.json").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["secret.env"]
