@@ -94,10 +94,11 @@ class ParticleSwarm:
             first = at[unique]
             velocity[first] = v[unique]
             updated[first] = step
-            # n draws without replacement ∝ sigmoid(v): Gumbel-top-k on log-probabilities, log sigmoid(v) =
-            # −log1p(e^−v) (exact for |v| ≤ max_velocity; logaddexp's general case cost 10× as much).
-            # A Gumbel variate is −log of a standard exponential one (one logarithm instead of two).
-            keys = -self.selectivity * np.log1p(np.exp(-v)) - np.log(rng.standard_exponential(v.shape))
+            # n draws without replacement ∝ sigmoid(v): Gumbel-top-k on log-probabilities. −log sigmoid(v) is
+            # max(−v, 0) + log1p(e^−|v|): np.logaddexp(0, −v) to the last bit or two, safe at any velocity
+            # bound, at a tenth of its cost on these arrays. A Gumbel variate is −log of a standard exponential.
+            softplus = np.maximum(-v, 0.0) + np.log1p(np.exp(-np.abs(v)))
+            keys = -self.selectivity * softplus - np.log(rng.standard_exponential(v.shape))
             keys[~unique] = -np.inf
             count = min(swarm, left)
             position = top_k_by_key(candidates, keys, size)

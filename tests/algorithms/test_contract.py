@@ -147,3 +147,15 @@ def test_terminates_when_the_universe_has_few_portfolios(flag: str, size: int) -
     result = run_algorithm(REGISTRY[flag](), problem, 1_000, np.random.default_rng(1))
     assert isinstance(result, RunResult), result
     assert len(set(result.portfolio)) == size and result.evaluations <= 1_000
+
+
+def test_particle_swarm_at_its_widest_velocity_bound_stays_finite_and_distinct() -> None:
+    """``max_velocity`` has no upper bound: log sigmoid must not overflow (warnings are errors here)."""
+    from algorithms.particle_swarm import ParticleSwarm
+
+    problem, _, _ = planted_problem()
+    result = run_algorithm(
+        ParticleSwarm(max_velocity=5000.0, cognitive=900.0, social=900.0), problem, 2000, np.random.default_rng(3)
+    )
+    assert isinstance(result, RunResult), result
+    assert len(set(result.portfolio)) == problem.size and np.isfinite(result.fitness)
