@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import logging
 import multiprocessing
 import os
 import signal
@@ -32,6 +33,7 @@ from algorithms.guide import Guide
 from algorithms.problem import Problem
 
 Outcome = RunResult | FailedRun
+log = logging.getLogger("heavyopt")
 
 
 @dataclass(frozen=True)
@@ -194,8 +196,10 @@ def _run_pool(
     try:
         try:
             futures: dict[Future[Outcome], int] = {pool.submit(_run_in_worker, tasks[i]): i for i in indices}
-        except Exception:  # noqa: BLE001 - workers dying while the pool still starts others break it in
-            return False  # several ways (BrokenProcessPool, a closed handle, a bad fd): all a broken pool
+        except Exception as exc:  # noqa: BLE001 - workers dying while the pool still starts others break
+            # it in several ways (BrokenProcessPool, a closed handle, a bad fd): all a broken pool.
+            log.warning("the worker pool broke while starting (%s: %s)", type(exc).__name__, exc)
+            return False
         for future in as_completed(futures):
             index = futures[future]
             try:
