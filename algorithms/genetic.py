@@ -72,8 +72,8 @@ class GeneticAlgorithm:
             first, second = population[parents[0::2]], population[parents[1::2]]
             crossed = subset_crossover(rng, first, second)
             children = np.where((rng.random(children_wanted) < self.crossover_rate)[:, None], crossed, first)
-            draw = partial(guide.draw, size=problem.size) if guide else None
-            children = swap_mutation(rng, children, problem.n_strategies, self.mutation_rate, draw)
+            replace = partial(guide.replacements, size=problem.size) if guide else None
+            children = swap_mutation(rng, children, problem.n_strategies, self.mutation_rate, replace)
             child_fitness = evaluator.evaluate(children)
             population = np.concatenate([population[elite], children])
             fitness = np.concatenate([fitness[elite], child_fitness])

@@ -16,6 +16,10 @@ half of every draw uniform, so the whole universe stays in reach and populations
 - **offsetting strategies** (``Problem.offsetting``): for a portfolio, the strategies that earn
   most on the days it loses (one (S, T) × (T,) product): the correlation structure that
   single-swap searches use to find hedges.
+- **siblings** (:func:`sibling_table`): each well-ranked strategy's most correlated others
+  among the well-ranked (once per job, O(M²·T) for the best M ≈ S/10). A universe of near-copies
+  (the same trade at neighbouring strikes or expiries) is fine-tuned by trading a member for a
+  sibling, a move a draw from the whole ranking almost never proposes.
 
 The guide draws on the host from the algorithm's own generator, so a guided search is as
 reproducible as a blind one. ``OPTIMIZATION.guided = false`` removes it (blind searches, as
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -36,6 +41,10 @@ TOP_SHARE = 1 / 10  # the widest guided draw reaches about this share of the uni
 DESIRABILITY_SHARE = 1 / 50  # rank scale of the per-strategy weights (ant colony's heuristic)
 MIN_SCALE = 20.0
 START_LADDER = 8  # guided portfolios a single-trajectory search scores before it starts
+SIBLINGS = 32  # most correlated others kept per well-ranked strategy
+SIBLING_RANKS = 1000  # siblings are kept for the best max(S/10, this many) strategies
+SIBLING_BLOCK = 512  # strategies per product block (512 × 2,554 float64 is 10 MB)
+SIBLING_SHARE = 0.25  # of replacements that are a sibling of the member leaving
 
 
 @dataclass(frozen=True, eq=False)
@@ -45,11 +54,14 @@ class Guide:
 
     order: np.ndarray
     share: float = GUIDED_SHARE
+    siblings: np.ndarray | None = None  # int64 (S, SIBLINGS) from sibling_table; None: no sibling swaps
 
     @classmethod
-    def from_scores(cls, scores: np.ndarray, share: float = GUIDED_SHARE) -> Guide:
-        """A guide ranking strategies by ``scores`` (higher is better; ties: lower index first)."""
-        return cls(np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable"), share)
+    def from_scores(cls, scores: np.ndarray, share: float = GUIDED_SHARE, units: Any = None, xp: Any = np) -> Guide:
+        """A guide ranking strategies by ``scores`` (higher is better; ties: lower index first), with
+        the siblings of the best-ranked where their unit columns ``units`` ((S, T) on ``xp``) are given."""
+        order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
+        return cls(order, share, None if units is None else sibling_table(xp, units, order))
 
     @property
     def n_strategies(self) -> int:
@@ -92,6 +104,17 @@ class Guide:
             out[guided] = self._ranked(rng, self._scales(rng, guided.size, size))
         return out
 
+    def replacements(self, rng: np.random.Generator, leaving: np.ndarray, size: int) -> np.ndarray:
+        """A strategy to take the place of each of ``leaving`` in a portfolio of ``size``: with
+        probability ``SIBLING_SHARE`` one of its siblings (uniformly; where it has them), else a
+        :meth:`draw`. May be a member of the portfolio: the caller redraws those. int64, shape of ``leaving``."""
+        out = self.draw(rng, len(leaving), size)
+        if self.siblings is not None:
+            moves = np.flatnonzero(rng.random(len(leaving)) < SIBLING_SHARE)
+            near = self.siblings[leaving[moves], rng.integers(0, self.siblings.shape[1], size=moves.size)]
+            out[moves[near >= 0]] = near[near >= 0]
+        return out
+
     def start(self, rng: np.random.Generator, evaluate: Callable[[np.ndarray], np.ndarray], size: int) -> np.ndarray:
         """A single-trajectory search's start: the fittest of ``START_LADDER`` guided portfolios,
         one per rung of the scale ladder (``evaluate`` scores them: that many evaluations)."""
@@ -112,6 +135,38 @@ class Guide:
         return out
 
 
+def sibling_table(xp: Any, units: Any, order: np.ndarray) -> np.ndarray:
+    """The ``SIBLINGS`` most correlated others of each of the best-ranked M strategies, among
+    those M (M = min(S, max(S/10, SIBLING_RANKS))), most correlated first.
+
+    Parameters
+    ----------
+    units : float64, shape (S, T), on ``xp``: centred unit rows (``corr(i, j) = u_i · u_j``).
+    order : int, shape (S,): strategies best first.
+
+    Returns
+    -------
+    int64, shape (S, SIBLINGS), host: -1 in the rows of strategies outside the best M.
+    """
+    strategies = len(order)
+    width = min(strategies, max(int(np.ceil(strategies * TOP_SHARE)), SIBLING_RANKS))
+    kept = min(SIBLINGS, width - 1)
+    out = np.full((strategies, SIBLINGS), -1, dtype=np.int64)
+    if kept < 1:
+        return out
+    best = xp.asarray(order[:width])
+    top = units[best]
+    for start in range(0, width, SIBLING_BLOCK):
+        block = top[start : start + SIBLING_BLOCK] @ top.T  # (b, M) correlations
+        rows = xp.arange(block.shape[0])
+        block[rows, rows + start] = -xp.inf  # not its own sibling
+        near = xp.argpartition(-block, kept - 1, axis=1)[:, :kept]
+        near = xp.take_along_axis(near, xp.argsort(-xp.take_along_axis(block, near, axis=1), axis=1), axis=1)
+        near = near.get() if hasattr(near, "get") else near
+        out[order[start : start + len(near)], :kept] = order[np.asarray(near)]
+    return out
+
+
 REDUNDANCY_SHARPNESS = 5.0  # a near-copy (correlation 0.95) leaves ~20× as often as a member at 0.35
 
 
@@ -126,7 +181,9 @@ def swaps(
     """``count`` single-swap moves of ``members`` whose incoming strategies come from ``guide``
     (or, where given, half of them from the ``preferred`` weights, e.g. offsetting strategies).
     Where ``redundancy`` (each member's highest correlation with another) is given, half of the
-    leaving members are drawn ∝ ``exp(5·redundancy)``: near-copies leave first.
+    leaving members are drawn ∝ ``exp(5·redundancy)``: near-copies leave first. Incoming
+    strategies are :meth:`Guide.replacements` of the leaving ones (so some are their siblings);
+    one already held is drawn again.
 
     Returns
     -------
@@ -139,7 +196,12 @@ def swaps(
     inside = np.zeros(strategies, dtype=bool)
     inside[members] = True
     size = len(members)
-    incoming = guide.draw(rng, count, size)
+    out_pos = rng.integers(0, size, size=count)
+    if redundancy is not None:
+        weights = np.exp(REDUNDANCY_SHARPNESS * (redundancy - redundancy.max()))
+        half = np.flatnonzero(rng.random(count) < 0.5)
+        out_pos[half] = rng.choice(size, size=half.size, p=weights / weights.sum())
+    incoming = guide.replacements(rng, members[out_pos], size)
     if preferred is not None:
         half = np.flatnonzero(rng.random(count) < 0.5)
         cdf = np.cumsum(preferred)
@@ -155,9 +217,4 @@ def swaps(
         redraw = guide.draw(rng, clash.size, size) if tries <= 3 else rng.integers(0, strategies, size=clash.size)
         incoming[clash] = redraw
         clash = clash[inside[incoming[clash]]]
-    out_pos = rng.integers(0, len(members), size=count)
-    if redundancy is not None:
-        weights = np.exp(REDUNDANCY_SHARPNESS * (redundancy - redundancy.max()))
-        half = np.flatnonzero(rng.random(count) < 0.5)
-        out_pos[half] = rng.choice(len(members), size=half.size, p=weights / weights.sum())
     return out_pos, incoming

@@ -113,10 +113,11 @@ def swap_mutation(
     population: np.ndarray,
     n_strategies: int,
     probability: float,
-    draw: Callable[[np.random.Generator, int], np.ndarray] | None = None,
+    replace: Callable[[np.random.Generator, np.ndarray], np.ndarray] | None = None,
 ) -> np.ndarray:
     """Each row, with ``probability``, swaps one random member for a random non-member (drawn
-    by ``draw(rng, count)``, e.g. a guide's; uniformly when None).
+    by ``replace(rng, leaving)``, e.g. a guide's replacements of the leaving members; uniformly
+    when None).
 
     Returns
     -------
@@ -125,7 +126,8 @@ def swap_mutation(
     out = population.copy()
     rows = np.flatnonzero(rng.random(len(out)) < probability)
     slots = rng.integers(0, out.shape[1], size=rows.size)
-    out[rows, slots] = draw(rng, rows.size) if draw else rng.integers(0, n_strategies, size=rows.size)
+    leaving = out[rows, slots]
+    out[rows, slots] = replace(rng, leaving) if replace else rng.integers(0, n_strategies, size=rows.size)
     return repair_distinct(rng, out, n_strategies)
 
 

@@ -79,7 +79,8 @@ class Problem:
 
     def guided(self, on: bool = True) -> Problem:
         """The same problem with a :class:`Guide` ranking strategies by their own metric (``on``), or blind."""
-        guide = Guide.from_scores(self.standalone_metric()) if on else None
+        units = self.rows[:, self.n_days :]
+        guide = Guide.from_scores(self.standalone_metric(), units=units, xp=self.xp) if on else None
         return Problem(self.rows, self.nonconstant, self.size, self.objective, self.xp, self.threads, guide)
 
     def redundancy(self, members: np.ndarray) -> np.ndarray:

@@ -92,7 +92,7 @@ def _attach(
     """Worker initialiser: die with the job's process, map the shared arrays, build the worker's problem.
 
     ``blocks``: (name, shape, dtype) of the rows, the flags and, for a guided search, the
-    guide's order. Spawned workers share the parent's resource tracker, so the parent's
+    guide's order and (where it has them) siblings. Spawned workers share the parent's resource tracker, so the parent's
     registration stands: the blocks are unlinked by the parent, or by the tracker if the parent dies.
     """
     global _worker_problem
@@ -103,7 +103,7 @@ def _attach(
         memory = SharedMemory(name=name)
         _worker_memory.append(memory)
         arrays.append(np.ndarray(shape, dtype=dtype, buffer=memory.buf))
-    guide = None if guide_share is None else Guide(arrays[2], guide_share)
+    guide = None if guide_share is None else Guide(arrays[2], guide_share, arrays[3] if len(arrays) > 3 else None)
     _worker_problem = Problem(arrays[0], arrays[1], size, objective, np, threads=threads, guide=guide)
 
 
@@ -149,6 +149,8 @@ def run_tasks(
     ]
     if problem.guide is not None:
         arrays.append(np.ascontiguousarray(problem.guide.order))
+        if problem.guide.siblings is not None:
+            arrays.append(np.ascontiguousarray(problem.guide.siblings))
     results: dict[int, Outcome] = {}
     # Every array goes through shared memory, so what a worker is started with stays a few
     # hundred bytes: the parent writes it into a pipe while still holding the pipe's other end,

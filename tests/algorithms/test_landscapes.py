@@ -48,16 +48,12 @@ def test_families_every_algorithm_beats_random_search(seed: int) -> None:
 
 
 @pytest.mark.parametrize(
-    "seed",
-    [
-        pytest.param(
-            0,
-            marks=pytest.mark.xfail(reason="measured 97.8 % on this seed: one family held twice", strict=False),
-        ),
-        1,
-    ],
+    ("seed", "shape"),
+    [(0, {}), (1, {}), (4, {}), (2, {"families": 20, "copies": 20})],
 )
-def test_families_the_winner_spreads_over_every_family(seed: int) -> None:
-    land = families(seed=seed)
+def test_families_the_winner_spreads_over_every_family(seed: int, shape: dict[str, int]) -> None:
+    """Fine-tuning which copy of each family to hold is what sibling swaps are for: without them
+    the best of the eight reached 97.8 % (seed 0), 95.1 % (seed 4) and 90.2 % (20 × 20, seed 2)."""
+    land = families(seed=seed, **shape)
     fitness = _fitness(land.problem.guided(), seed)
     assert max(fitness.values()) >= 0.98 * land.planted_fitness, fitness
