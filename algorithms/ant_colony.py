@@ -16,7 +16,8 @@ class AntColony:
     """Each ant builds a portfolio by drawing n strategies without replacement with
     probability ∝ τ_j^α · η_j^β. τ is a pheromone per strategy (a vector, not S×S); η is the
     strategy's desirability, the rank of its own metric among all strategies (computed once
-    from the strategies themselves, O(S·T), not a portfolio evaluation). After each
+    from the strategies themselves, O(S·T), not a portfolio evaluation): guided, half the ants
+    use ``exp(−rank/max(S/50, 20))`` and half ``exp(−rank/n)``. After each
     iteration τ evaporates by ρ, the ``deposit_ants`` best ants of the iteration and the best
     portfolio so far deposit on their members (rank-weighted), and τ is kept in
     [``min_pheromone``, 1] so no strategy is ever ruled out (MAX–MIN).
@@ -43,17 +44,26 @@ class AntColony:
         problem = evaluator.problem
         strategies = problem.n_strategies
         if problem.guide is not None:
-            desirability = problem.guide.weights**self.beta
+            # Half the ants weigh the ranking at the guide's scale, half at the portfolio's size: those
+            # draw portfolios made mostly of the best-ranked, which leave a plateau the others never see.
+            desirability = np.stack([problem.guide.weights(), problem.guide.weights(problem.size)]) ** self.beta
         else:
             alone = problem.standalone_metric()
             rank = np.empty(strategies)
             rank[np.argsort(alone, kind="stable")] = np.arange(1, strategies + 1)
-            desirability = (rank / strategies) ** self.beta
+            desirability = ((rank / strategies) ** self.beta)[None, :]
         pheromone = np.ones(strategies)
         best, best_fitness = None, -np.inf
         while (left := evaluator.remaining) > 0:
-            weights = (pheromone if self.alpha == 1 else pheromone**self.alpha) * desirability
-            tours = weighted_subsets(rng, weights, problem.size, min(self.ants, left))
+            trail = pheromone if self.alpha == 1 else pheromone**self.alpha
+            count = min(self.ants, left)
+            # Ant i draws with desirability row i mod R.
+            rungs = np.arange(count) % len(desirability)
+            tours = np.empty((count, problem.size), dtype=np.int64)
+            for rung, eta in enumerate(desirability):
+                ants = np.flatnonzero(rungs == rung)
+                if ants.size:
+                    tours[ants] = weighted_subsets(rng, trail * eta, problem.size, ants.size)
             fitness = evaluator.evaluate(tours)
             order = np.argsort(-fitness, kind="stable")
             if fitness[order[0]] > best_fitness:

@@ -67,12 +67,12 @@ class Guide:
     def n_strategies(self) -> int:
         return len(self.order)
 
-    @property
-    def weights(self) -> np.ndarray:
-        """A fixed desirability per strategy, ``exp(−rank/scale)``, scale ``max(S/50, 20)``; shape (S,)."""
+    def weights(self, scale: float | None = None) -> np.ndarray:
+        """A desirability per strategy, ``exp(−rank/scale)``; shape (S,). By default the scale is
+        ``max(S/50, 20)`` (ant colony's heuristic)."""
         rank = np.empty(self.n_strategies)
         rank[self.order] = np.arange(self.n_strategies)
-        return np.exp(-rank / max(self.n_strategies * DESIRABILITY_SHARE, MIN_SCALE))
+        return np.exp(-rank / (max(self.n_strategies * DESIRABILITY_SHARE, MIN_SCALE) if scale is None else scale))
 
     def _log_scale_range(self, size: int) -> tuple[float, float]:
         """log of the narrowest (n/2) and widest (S/10) rank scale of the ladder."""
