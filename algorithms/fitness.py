@@ -20,8 +20,12 @@ EPS = 1e-6  # currency units: a drawdown or loss below this counts as none
 TINY = 1e-12  # a standard deviation below this counts as zero
 RATIO_GAIN_FALLBACK = 100.0  # no drawdown, positive ROI: 100·roi (historical rule)
 RATIO_LOSS_FALLBACK = 10.0  # no drawdown, negative ROI: 10·roi (historical rule)
-SMALL_BATCH = 16  # up to this many portfolios, the drawdown is computed row-wise (see max_drawdown)
+# Up to this many portfolios the drawdown is two accumulations along the days; above it, a loop over
+# the days. Measured at T = 82 (µs, accumulations vs loop): 50 rows 57 vs 193, 250 rows 237 vs 271,
+# 1,000 rows 1,298 vs 309. Every algorithm's batches but random search's are under it.
+SMALL_BATCH = 256
 
+DRAWDOWN_METRICS = ("ratio", "less max dd", "calmar")
 METRICS = (
     "ratio",
     "roi",
@@ -65,8 +69,8 @@ def max_drawdown(xp: Any, s: Any) -> Any:
     float64, shape (P,).
     """
     if s.shape[0] <= SMALL_BATCH:
-        # A few portfolios (single-swap searches score small batches): two accumulations beat a
-        # Python loop over the days, with the same sums bit for bit.
+        # A few hundred portfolios or fewer: two accumulations beat a Python loop over the days
+        # (whose cost is mostly per call), with the same sums bit for bit.
         equity = xp.cumsum(s, axis=1)
         return (xp.maximum.accumulate(equity, axis=1) - equity).max(axis=1)
     days = xp.ascontiguousarray(s.T)
@@ -112,7 +116,7 @@ def metric_values(xp: Any, s: Any, metric: str, periods_per_year: int = 252, mdd
     -------
     float64, shape (P,).
     """
-    if metric in ("ratio", "less max dd", "calmar") and mdd is None:
+    if metric in DRAWDOWN_METRICS and mdd is None:
         mdd = max_drawdown(xp, s)
     if metric == "ratio":
         return _fallback_ratio(xp, s.sum(axis=1), mdd)
@@ -172,7 +176,8 @@ def fitness_from_sums(xp: Any, sums: Any, nonconstant: Any, n: int, objective: O
     """
     days = sums.shape[1] // 2
     s = sums[:, :days] / n
-    mdd = max_drawdown(xp, s)
+    needs_mdd = objective.metric in DRAWDOWN_METRICS or objective.drawdown_threshold > 0
+    mdd = max_drawdown(xp, s) if needs_mdd else None
     value = metric_values(xp, s, objective.metric, objective.periods_per_year, mdd=mdd)
     if objective.penalty_weight == 0:
         return value

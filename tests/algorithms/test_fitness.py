@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from algorithms.correlation import unit_columns
-from algorithms.fitness import METRICS, Objective, portfolio_report
+from algorithms.fitness import METRICS, SMALL_BATCH, Objective, max_drawdown, portfolio_report
 from algorithms.operators import random_subsets, random_swaps
 from algorithms.problem import Problem
 from algorithms.reference import reference_avg_correlation, reference_fitness, reference_metric
@@ -146,3 +146,14 @@ def test_swap_delta_equals_full_recomputation(case: tuple[np.ndarray, int, str, 
     full = np.repeat(members[None, :], len(out_pos), axis=0)
     full[np.arange(len(out_pos)), out_pos] = incoming
     np.testing.assert_allclose(delta, problem.evaluate(full), rtol=1e-9, atol=1e-7)
+
+
+def test_both_drawdown_paths_agree_bit_for_bit() -> None:
+    """Batches over SMALL_BATCH loop over the days, smaller ones accumulate along them: the same sums."""
+    rng = np.random.default_rng(5)
+    series = np.round(rng.normal(0, 1000, (SMALL_BATCH + 7, 82)), 2)
+    looped = max_drawdown(np, series)
+    accumulated = np.concatenate([max_drawdown(np, series[i : i + 8]) for i in range(0, len(series), 8)])
+    assert np.array_equal(looped, accumulated)
+    equity = np.cumsum(series, axis=1)
+    assert np.array_equal(looped, (np.maximum.accumulate(equity, axis=1) - equity).max(axis=1))
