@@ -183,7 +183,7 @@ def fitness_from_sums(xp: Any, sums: Any, nonconstant: Any, n: int, objective: O
         return value
     corr = average_correlation(xp, sums[:, days:], nonconstant, n)
     weight = xp.full(value.shape, objective.penalty_weight)
-    if objective.drawdown_threshold > 0:
+    if mdd is not None and objective.drawdown_threshold > 0:
         weight = xp.where(mdd < objective.drawdown_threshold, weight / 2, weight)
     return value - weight * corr
 

@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from algorithms import problem as problem_module
 from algorithms.correlation import unit_columns
 from algorithms.fitness import METRICS, SMALL_BATCH, Objective, max_drawdown, portfolio_report
 from algorithms.operators import random_subsets, random_swaps
@@ -157,3 +158,20 @@ def test_both_drawdown_paths_agree_bit_for_bit() -> None:
     assert np.array_equal(looped, accumulated)
     equity = np.cumsum(series, axis=1)
     assert np.array_equal(looped, (np.maximum.accumulate(equity, axis=1) - equity).max(axis=1))
+
+
+@settings(max_examples=30, deadline=None)
+@given(problems())
+def test_direct_kernels_give_the_sparse_classes_sums_bit_for_bit(case: tuple[np.ndarray, int, str, np.ndarray]) -> None:
+    """SciPy's kernels called directly (the host path) against the public sparse classes."""
+    pnl, size, metric, population = case
+    problem = make_problem(pnl, size, Objective(metric=metric))
+    direct = problem.sums(population)
+    kernels = problem_module.HOST_KERNELS
+    try:
+        problem_module.HOST_KERNELS = None
+        public = problem.sums(population)
+    finally:
+        problem_module.HOST_KERNELS = kernels
+    assert kernels is not None  # this SciPy has them: the fast path was the one measured
+    assert np.array_equal(direct[0], public[0]) and np.array_equal(direct[1], public[1])
