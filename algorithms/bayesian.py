@@ -2,19 +2,80 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
-import scipy.sparse
-import scipy.sparse.linalg
 from scipy.special import ndtri
 
 from algorithms.guide import Guide
 from algorithms.operators import random_subsets, top_k_by_key
 from algorithms.problem import Evaluator
+from algorithms.sparse_kernels import csc_matvec, csr_matvec
 
 REPLACEMENT_TRIES = 20  # random draws per duplicate proposal before giving up on finding an unseen one
+CG_RTOL = 1e-5  # SciPy's default: stop once ‖r‖ < 1e-5·‖b‖
+
+
+class _Design:
+    """The (P, S) 0/1 membership matrix of the evaluated portfolios, in CSR form, multiplied by
+    SciPy's kernels (:mod:`algorithms.sparse_kernels`): the same sums, in the same order, as
+    ``csr_matrix @ w`` and ``csr_matrix.T @ r``, without the classes' checks on every product."""
+
+    def __init__(self, portfolios: np.ndarray, strategies: int) -> None:
+        count, size = portfolios.shape
+        self.shape = (count, strategies)
+        self.starts = np.arange(0, count * size + 1, size, dtype=np.int64)
+        self.members = np.ascontiguousarray(portfolios, dtype=np.int64).ravel()
+        self.ones = np.ones(self.members.size)
+
+    def times(self, w: np.ndarray) -> np.ndarray:
+        """``M @ w``, shape (P,)."""
+        out = np.zeros(self.shape[0])
+        csr_matvec(*self.shape, self.starts, self.members, self.ones, w, out)
+        return out
+
+    def transpose_times(self, r: np.ndarray) -> np.ndarray:
+        """``Mᵀ @ r``, shape (S,)."""
+        out = np.zeros(self.shape[1])
+        csc_matvec(self.shape[1], self.shape[0], self.starts, self.members, self.ones, r, out)
+        return out
+
+
+def conjugate_gradients(
+    matvec: Callable[[np.ndarray], np.ndarray],
+    b: np.ndarray,
+    start: np.ndarray,
+    iterations: int,
+    inverse_diagonal: np.ndarray | None,
+) -> np.ndarray:
+    """``scipy.sparse.linalg.cg(A, b, x0=start, maxiter=iterations, M=diag(inverse_diagonal))``
+    step for step (SciPy 1.12 and later; tested against it): at most ``iterations`` steps of
+    (Jacobi-preconditioned) conjugate gradients from ``start``, stopping once ‖r‖ < 1e-5·‖b‖."""
+    x = np.array(start, dtype=np.float64)
+    tolerance = CG_RTOL * float(np.linalg.norm(b))
+    if tolerance == 0:
+        return b.copy()
+    r = b - matvec(x) if x.any() else b.copy()
+    rho_prev = 1.0
+    p = np.empty_like(r)
+    for step in range(iterations):
+        if np.linalg.norm(r) < tolerance:
+            break
+        z = r if inverse_diagonal is None else inverse_diagonal * r
+        rho = np.dot(r, z)
+        if step > 0:
+            p *= rho / rho_prev
+            p += z
+        else:
+            p[:] = z
+        q = matvec(p)
+        alpha = rho / np.dot(p, q)
+        x += alpha * p
+        r -= alpha * q
+        rho_prev = rho
+    return x
 
 
 @dataclass(frozen=True)
@@ -107,29 +168,23 @@ class BayesianOptimization:
         self, portfolios: np.ndarray, fitness: np.ndarray, strategies: int, start: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """Posterior mean (ridge by CG) and diagonal posterior standard deviation, shape (S,) each."""
-        count, size = portfolios.shape
+        count = len(portfolios)
         ranks = np.empty(count)
         ranks[np.argsort(fitness, kind="stable")] = np.arange(count)
         target = ndtri((ranks + 0.5) / count)
-        design = scipy.sparse.csr_matrix(
-            (np.ones(count * size), portfolios.ravel(), np.arange(0, count * size + 1, size)), shape=(count, strategies)
-        )
-        gram = scipy.sparse.linalg.LinearOperator(
-            (strategies, strategies), matvec=lambda w: design.T @ (design @ w) + self.prior_precision * w
-        )
+        design = _Design(portfolios, strategies)
         counts = np.bincount(portfolios.ravel(), minlength=strategies)
         # Jacobi preconditioner: the Gram matrix's diagonal is each strategy's count plus λ, and the
         # counts spread widely (guided draws favour some strategies), which slows plain CG.
         inverse_diagonal = 1.0 / (counts + self.prior_precision)
-        jacobi = scipy.sparse.linalg.LinearOperator((strategies, strategies), matvec=lambda r: inverse_diagonal * r)
-        mean, _ = scipy.sparse.linalg.cg(
-            gram,
-            design.T @ target,
-            x0=start,
-            maxiter=self.cg_iterations,
-            M=jacobi if self.precondition else None,
+        mean = conjugate_gradients(
+            lambda w: design.transpose_times(design.times(w)) + self.prior_precision * w,
+            design.transpose_times(target),
+            start,
+            self.cg_iterations,
+            inverse_diagonal if self.precondition else None,
         )
-        residual = target - design @ mean
+        residual = target - design.times(mean)
         noise = max(float(residual @ residual) / max(count - 1, 1), 1e-6)
         return mean, np.sqrt(noise / (counts + self.prior_precision))
 
