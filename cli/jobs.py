@@ -122,6 +122,14 @@ def bench(
     with_sweep: Annotated[
         bool, typer.Option("--sweep", help="Also time whole jobs (sizes 35..100) on NumPy and, with a GPU, CuPy.")
     ] = False,
+    landscapes: Annotated[
+        bool,
+        typer.Option(
+            "--landscapes",
+            help="Instead: each algorithm's share of the planted fitness on the planted landscapes "
+            "(--seeds landscapes of each shape, --budget evaluations), guided and blind.",
+        ),
+    ] = False,
 ) -> None:
     """Time every step on a generated file beside same-run baselines; then compare the algorithms.
 
@@ -135,6 +143,16 @@ def bench(
 
     if metric not in METRICS:
         raise fail(ConfigError(f"bench: --metric {metric!r}: must be one of {', '.join(METRICS)}"))
+    if landscapes:
+        from optimizer.landscapes import shares
+
+        found = shares(max(seeds, 1), budget)
+        Console(width=max(out.width, 160)).print(_landscape_table(found, budget))
+        if json_file:
+            json_file.write_text(
+                json.dumps({"budget": budget, "landscapes": [dataclasses.asdict(r) for r in found]}, indent=2) + "\n"
+            )
+        return
     from optimizer.bench import sweep
 
     rows, problem = run_bench(strategies, days, seed, threads, Path(tempfile.gettempdir()))
@@ -200,6 +218,43 @@ def _bench_json(
             "blind": [dataclasses.asdict(q) for q in blind],
         },
     }
+
+
+def _landscape_table(found: list[Any], budget: int) -> Table:
+    """One row per landscape and seed: each algorithm's share of the planted fitness, guided."""
+    names = list(found[0].guided)
+    table = Table(
+        title=f"planted landscapes: best fitness as a share of the planted portfolio's, {budget:,} evaluations, "
+        "guided (default); the best of the eight guided and blind"
+    )
+    table.add_column("landscape")
+    table.add_column("seed", justify="right")
+    for name in names:
+        table.add_column(_SHORT.get(name, name), justify="right")
+    table.add_column("best", justify="right")
+    table.add_column("best blind", justify="right")
+    for row in found:
+        shape = ", ".join(f"{k} {v:,}" for k, v in row.shape.items())
+        table.add_row(
+            row.landscape + (f" ({shape})" if shape else ""),
+            str(row.seed),
+            *(f"{row.guided[name]:.1%}" for name in names),
+            f"{max(row.guided.values()):.1%}",
+            f"{max(row.blind.values()):.1%}",
+        )
+    return table
+
+
+_SHORT = {
+    "genetic_algorithm": "GA",
+    "particle_swarm": "PSO",
+    "simulated_annealing": "SA",
+    "differential_evolution": "DE",
+    "ant_colony": "ACO",
+    "hill_climbing": "HC",
+    "bayesian_optimization": "BO",
+    "random_search": "RS",
+}
 
 
 def _steps_table(rows: list[Any], title: str) -> Table:

@@ -130,6 +130,20 @@ def test_bench_reports_every_step(tmp_path: Path) -> None:
     assert "quality: best fitness" in done.stdout
 
 
+def test_bench_landscapes_prints_each_algorithms_share_of_the_planted_fitness(tmp_path: Path) -> None:
+    done = heavyopt("bench", "--landscapes", "--seeds", "1", "--budget", "2000", "--json", "l.json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "planted landscapes" in done.stdout and "families (families 20, copies 20)" in done.stdout
+    rows = json.loads((tmp_path / "l.json").read_text())["landscapes"]
+    assert [(r["landscape"], r["seed"]) for r in rows] == [("plateau", 0)] * 2 + [("families", 0)] * 2
+    for row in rows:
+        assert len(row["guided"]) == len(row["blind"]) == 8
+        # Random search is the blind baseline: the guide does not touch it.
+        assert row["guided"]["random_search"] == row["blind"]["random_search"]
+    plateau = rows[0]
+    assert max(plateau["guided"].values()) > 0.98 and plateau["guided"]["random_search"] < 0
+
+
 @pytest.mark.slow
 def test_full_width_run_stays_small(tmp_path: Path) -> None:
     """Production shape, sizes 35..37: completes, with per-step timings and peak memory well under 2 GB."""
