@@ -10,14 +10,16 @@ import numpy as np
 from algorithms.operators import weighted_subsets
 from algorithms.problem import Evaluator
 
+NARROW_EVERY = 4  # guided: one ant in this many draws at the narrow scale (rank scale n)
+
 
 @dataclass(frozen=True)
 class AntColony:
     """Each ant builds a portfolio by drawing n strategies without replacement with
     probability ∝ τ_j^α · η_j^β. τ is a pheromone per strategy (a vector, not S×S); η is the
     strategy's desirability, the rank of its own metric among all strategies (computed once
-    from the strategies themselves, O(S·T), not a portfolio evaluation): guided, half the ants
-    use ``exp(−rank/max(S/50, 20))`` and half ``exp(−rank/n)``. After each
+    from the strategies themselves, O(S·T), not a portfolio evaluation): guided, three ants in
+    four use ``exp(−rank/max(S/50, 20))`` and one ``exp(−rank/n)``. After each
     iteration τ evaporates by ρ, the ``deposit_ants`` best ants of the iteration and the best
     portfolio so far deposit on their members (rank-weighted), and τ is kept in
     [``min_pheromone``, 1] so no strategy is ever ruled out (MAX–MIN).
@@ -44,8 +46,9 @@ class AntColony:
         problem = evaluator.problem
         strategies = problem.n_strategies
         if problem.guide is not None:
-            # Half the ants weigh the ranking at the guide's scale, half at the portfolio's size: those
-            # draw portfolios made mostly of the best-ranked, which leave a plateau the others never see.
+            # Most ants weigh the ranking at the guide's scale; one in NARROW_EVERY at the portfolio's
+            # size: those draw portfolios made mostly of the best-ranked, which leave a plateau the
+            # others never see.
             desirability = np.stack([problem.guide.weights(), problem.guide.weights(problem.size)]) ** self.beta
         else:
             alone = problem.standalone_metric()
@@ -57,8 +60,8 @@ class AntColony:
         while (left := evaluator.remaining) > 0:
             trail = pheromone if self.alpha == 1 else pheromone**self.alpha
             count = min(self.ants, left)
-            # Ant i draws with desirability row i mod R.
-            rungs = np.arange(count) % len(desirability)
+            # Guided, ant i draws with the narrow desirability (row 1) when i ≡ −1 mod NARROW_EVERY.
+            rungs = ((np.arange(count) % NARROW_EVERY == NARROW_EVERY - 1) & (len(desirability) > 1)).astype(int)
             tours = np.empty((count, problem.size), dtype=np.int64)
             for rung, eta in enumerate(desirability):
                 ants = np.flatnonzero(rungs == rung)

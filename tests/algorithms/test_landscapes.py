@@ -28,7 +28,7 @@ def _fitness(problem: Problem, seed: int) -> dict[str, float]:
 )
 def test_plateau_the_guided_searches_find_the_planted_winners(seed: int, shape: dict[str, int]) -> None:
     """At the production width the ant colony's one desirability (rank scale S/50) drew too few
-    winners to leave the plateau: it scored below random search until half its ants drew at scale n."""
+    winners to leave the plateau: it scored below random search until a quarter of its ants drew at scale n."""
     land = plateau(seed=seed, **shape)
     fitness = _fitness(land.problem.guided(), seed)
     assert max(fitness.values()) >= 0.98 * land.planted_fitness
