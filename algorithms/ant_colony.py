@@ -57,11 +57,15 @@ class AntColony:
             desirability = ((rank / strategies) ** self.beta)[None, :]
         pheromone = np.ones(strategies)
         best, best_fitness = None, -np.inf
+        drawn = 0  # ants so far: the narrow ones are every NARROW_EVERY-th across iterations
         while (left := evaluator.remaining) > 0:
             trail = pheromone if self.alpha == 1 else pheromone**self.alpha
             count = min(self.ants, left)
-            # Guided, ant i draws with the narrow desirability (row 1) when i ≡ −1 mod NARROW_EVERY.
-            rungs = ((np.arange(count) % NARROW_EVERY == NARROW_EVERY - 1) & (len(desirability) > 1)).astype(int)
+            # Guided, the k-th ant of the search draws with the narrow desirability (row 1) when
+            # k ≡ −1 mod NARROW_EVERY, so a colony of fewer ants has narrow ones too.
+            ordinal = drawn + np.arange(count)
+            drawn += count
+            rungs = ((ordinal % NARROW_EVERY == NARROW_EVERY - 1) & (len(desirability) > 1)).astype(int)
             tours = np.empty((count, problem.size), dtype=np.int64)
             for rung, eta in enumerate(desirability):
                 ants = np.flatnonzero(rungs == rung)

@@ -54,14 +54,15 @@ class Guide:
 
     order: np.ndarray
     share: float = GUIDED_SHARE
-    siblings: np.ndarray | None = None  # int64 (S, SIBLINGS) from sibling_table; None: no sibling swaps
+    siblings: np.ndarray | None = None  # int64 (S, k ≤ SIBLINGS) from sibling_table; None: no sibling swaps
 
     @classmethod
     def from_scores(cls, scores: np.ndarray, share: float = GUIDED_SHARE, units: Any = None, xp: Any = np) -> Guide:
         """A guide ranking strategies by ``scores`` (higher is better; ties: lower index first), with
         the siblings of the best-ranked where their unit columns ``units`` ((S, T) on ``xp``) are given."""
         order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
-        return cls(order, share, None if units is None else sibling_table(xp, units, order))
+        siblings = None if units is None else sibling_table(xp, units, order)
+        return cls(order, share, siblings if siblings is not None and siblings.shape[1] else None)
 
     @property
     def n_strategies(self) -> int:
@@ -106,8 +107,9 @@ class Guide:
 
     def replacements(self, rng: np.random.Generator, leaving: np.ndarray, size: int) -> np.ndarray:
         """A strategy to take the place of each of ``leaving`` in a portfolio of ``size``: with
-        probability ``SIBLING_SHARE`` one of its siblings (uniformly; where it has them), else a
-        :meth:`draw`. May be a member of the portfolio: the caller redraws those. int64, shape of ``leaving``."""
+        probability ``SIBLING_SHARE`` one of its siblings (uniformly among them) where it has them
+        (it is among the best-ranked M), else a :meth:`draw`. May be a member of the portfolio: the
+        caller redraws those. int64, shape of ``leaving``."""
         out = self.draw(rng, len(leaving), size)
         if self.siblings is not None:
             moves = np.flatnonzero(rng.random(len(leaving)) < SIBLING_SHARE)
@@ -146,13 +148,13 @@ def sibling_table(xp: Any, units: Any, order: np.ndarray) -> np.ndarray:
 
     Returns
     -------
-    int64, shape (S, SIBLINGS), host: -1 in the rows of strategies outside the best M.
+    int64, shape (S, min(SIBLINGS, M − 1)), host: every row of the best M full, every other row -1.
     """
     strategies = len(order)
     width = min(strategies, max(int(np.ceil(strategies * TOP_SHARE)), SIBLING_RANKS))
-    kept = min(SIBLINGS, width - 1)
-    out = np.full((strategies, SIBLINGS), -1, dtype=np.int64)
-    if kept < 1:
+    kept = max(min(SIBLINGS, width - 1), 0)
+    out = np.full((strategies, kept), -1, dtype=np.int64)
+    if kept == 0:
         return out
     best = xp.asarray(order[:width])
     top = units[best]
@@ -163,7 +165,7 @@ def sibling_table(xp: Any, units: Any, order: np.ndarray) -> np.ndarray:
         near = xp.argpartition(-block, kept - 1, axis=1)[:, :kept]
         near = xp.take_along_axis(near, xp.argsort(-xp.take_along_axis(block, near, axis=1), axis=1), axis=1)
         near = near.get() if hasattr(near, "get") else near
-        out[order[start : start + len(near)], :kept] = order[np.asarray(near)]
+        out[order[start : start + len(near)]] = order[np.asarray(near)]
     return out
 
 

@@ -126,8 +126,9 @@ def bench(
         bool,
         typer.Option(
             "--landscapes",
-            help="Instead: each algorithm's share of the planted fitness on the planted landscapes "
-            "(--seeds landscapes of each shape, --budget evaluations), guided and blind.",
+            help="Instead of the timings: each algorithm's share of the planted fitness on the planted "
+            "landscapes (--seeds landscapes of each shape, at least 1; --budget evaluations), guided and "
+            "blind. The other options do not apply.",
         ),
     ] = False,
 ) -> None:
