@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -36,6 +37,17 @@ def zones_sample() -> Path:
     if not ZONES_SAMPLE.exists():
         pytest.fail(f"{ZONES_SAMPLE} missing from the repository")
     return ZONES_SAMPLE
+
+
+def cupy_or_skip() -> Any:
+    """CuPy with a usable CUDA device, or skip the test (tests marked ``gpu``)."""
+    cupy = pytest.importorskip("cupy")
+    try:
+        if cupy.cuda.runtime.getDeviceCount() < 1:
+            pytest.skip("no CUDA device")
+    except Exception as exc:  # noqa: BLE001
+        pytest.skip(f"no usable CUDA device: {exc}")
+    return cupy
 
 
 def free_port() -> int:

@@ -9,6 +9,7 @@ import pytest
 from algorithms import guide as guide_module
 from algorithms.correlation import unit_columns
 from algorithms.guide import SIBLING_RANKS, SIBLING_SHARE, SIBLINGS, Guide, sibling_table, swaps
+from tests.conftest import cupy_or_skip
 
 
 def test_siblings_of_two_pairs_of_near_copies() -> None:
@@ -94,12 +95,7 @@ def test_a_small_universe_draws_a_sibling_every_time_a_sibling_is_due(monkeypatc
 
 @pytest.mark.gpu
 def test_the_sibling_table_on_a_gpu_is_the_hosts() -> None:
-    cupy = pytest.importorskip("cupy")
-    try:
-        if cupy.cuda.runtime.getDeviceCount() < 1:
-            pytest.skip("no CUDA device")
-    except Exception as exc:  # noqa: BLE001
-        pytest.skip(f"no usable CUDA device: {exc}")
+    cupy = cupy_or_skip()
     rng = np.random.default_rng(7)
     pnl = rng.normal(size=(60, 3000))
     units, _ = unit_columns(np, pnl)

@@ -23,7 +23,7 @@ from optimizer.compute import ComputeChoice, choose, estimate_gpu_bytes
 from optimizer.config import load_config
 from optimizer.pipeline import run_job
 from optimizer.synthetic import write_csv
-from tests.conftest import free_port
+from tests.conftest import cupy_or_skip, free_port
 from tests.dal.heavydb_standin import DuckDBStandIn
 
 SETS = ["PORTFOLIO.min_size=5", "PORTFOLIO.max_size=6", "OPTIMIZATION.evaluation_budget=300", "COMPUTE.workers=1"]
@@ -235,19 +235,9 @@ def test_numpy_is_used_when_asked(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- on a GPU
 
 
-def _cupy() -> Any:
-    cupy = pytest.importorskip("cupy")
-    try:
-        if cupy.cuda.runtime.getDeviceCount() < 1:
-            pytest.skip("no CUDA device")
-    except Exception as exc:  # noqa: BLE001
-        pytest.skip(f"no usable CUDA device: {exc}")
-    return cupy
-
-
 @pytest.mark.gpu
 def test_gpu_and_cpu_give_the_same_winners_and_fitness(tmp_path: Path) -> None:
-    _cupy()
+    cupy_or_skip()
     data = write_csv(tmp_path / "wide.csv", 3000, 60, seed=21)
     sets = ["PORTFOLIO.min_size=20", "PORTFOLIO.max_size=24", "OPTIMIZATION.evaluation_budget=2000"]
     cpu = run_job(data, cfg(tmp_path / "cpu", *sets, "COMPUTE.backend=numpy"), out_dir=tmp_path / "o1")
@@ -264,7 +254,7 @@ def test_gpu_and_cpu_give_the_same_winners_and_fitness(tmp_path: Path) -> None:
 
 @pytest.mark.gpu
 def test_gpu_batch_fitness_matches_numpy() -> None:
-    cupy = _cupy()
+    cupy = cupy_or_skip()
     from algorithms.correlation import unit_columns
     from algorithms.fitness import METRICS, Objective
     from algorithms.problem import Problem
@@ -282,7 +272,7 @@ def test_gpu_batch_fitness_matches_numpy() -> None:
 
 @pytest.mark.gpu
 def test_a_gpu_memory_cap_too_small_falls_back_with_the_reason(tmp_path: Path, csv_file: Path) -> None:
-    _cupy()
+    cupy_or_skip()
     outcome = run_job(
         csv_file, cfg(tmp_path, "COMPUTE.backend=cupy", "COMPUTE.gpu_memory_limit_mb=1"), out_dir=tmp_path / "out"
     )
