@@ -11,6 +11,7 @@ cd "$(dirname "$0")/.."
 out=${1:-${OUT:-/tmp/gpu-check}}
 mkdir -p "$out"
 py=${PYTHON:-python3}
+case $py in /*) ;; */*) py="$PWD/$py" ;; esac  # the jobs below run in a scratch folder
 export PYTHONUNBUFFERED=1
 log() { echo "== $(date +%T) $*" | tee -a "$out/steps.txt"; }
 
