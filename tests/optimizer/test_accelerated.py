@@ -25,22 +25,14 @@ from optimizer.pipeline import run_job
 from optimizer.synthetic import write_csv
 from tests.conftest import free_port
 from tests.dal.heavydb_standin import DuckDBStandIn
+from tests.optimizer.small_jobs import cfg, summary
 
-SETS = ["PORTFOLIO.min_size=5", "PORTFOLIO.max_size=6", "OPTIMIZATION.evaluation_budget=300", "COMPUTE.workers=1"]
 PASSWORD = "Secr3t-pw"
 
 
 @pytest.fixture
 def csv_file(tmp_path: Path) -> Path:
     return write_csv(tmp_path / "in.csv", 200, 30, seed=11)
-
-
-def cfg(tmp_path: Path, *extra: str) -> Any:
-    return load_config(overrides=[*SETS, f"DATABASE.data_dir={tmp_path / 'data'}", *extra])
-
-
-def summary(outcome: Any) -> dict[str, Any]:
-    return json.loads((outcome.run_dir / "execution_summary.json").read_text())
 
 
 def every_output_text(run_dir: Path) -> str:

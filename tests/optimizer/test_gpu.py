@@ -6,32 +6,20 @@ device tool's image) can run them: ``scripts/gpu-check.sh`` does.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 
-from optimizer.config import load_config
 from optimizer.pipeline import run_job
 from optimizer.synthetic import write_csv
 from tests.conftest import cupy_or_skip
-
-SETS = ["PORTFOLIO.min_size=5", "PORTFOLIO.max_size=6", "OPTIMIZATION.evaluation_budget=300", "COMPUTE.workers=1"]
+from tests.optimizer.small_jobs import cfg, summary
 
 
 @pytest.fixture
 def csv_file(tmp_path: Path) -> Path:
     return write_csv(tmp_path / "in.csv", 200, 30, seed=11)
-
-
-def cfg(tmp_path: Path, *extra: str) -> Any:
-    return load_config(overrides=[*SETS, f"DATABASE.data_dir={tmp_path / 'data'}", *extra])
-
-
-def summary(outcome: Any) -> dict[str, Any]:
-    return json.loads((outcome.run_dir / "execution_summary.json").read_text())
 
 
 @pytest.mark.gpu
