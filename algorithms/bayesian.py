@@ -23,12 +23,12 @@ class _Design:
     SciPy's kernels (:mod:`algorithms.sparse_kernels`): the same sums, in the same order, as
     ``csr_matrix @ w`` and ``csr_matrix.T @ r``, without the classes' checks on every product."""
 
-    def __init__(self, portfolios: np.ndarray, strategies: int) -> None:
+    def __init__(self, portfolios: np.ndarray, strategies: int, ones: np.ndarray | None = None) -> None:
         count, size = portfolios.shape
         self.shape = (count, strategies)
         self.starts = np.arange(0, count * size + 1, size, dtype=np.int64)
         self.members = np.ascontiguousarray(portfolios, dtype=np.int64).ravel()
-        self.ones = np.ones(self.members.size)
+        self.ones = np.ones(self.members.size) if ones is None else ones[: self.members.size]
 
     def times(self, w: np.ndarray) -> np.ndarray:
         """``M @ w``, shape (P,)."""
@@ -41,6 +41,29 @@ class _Design:
         out = np.zeros(self.shape[1])
         csc_matvec(self.shape[1], self.shape[0], self.starts, self.members, self.ones, r, out)
         return out
+
+
+class _History:
+    """Every portfolio evaluated so far and its fitness, in arrays allocated once for the whole
+    budget (a refit reads a prefix, not a fresh concatenation of all batches), with each
+    strategy's count of appearances kept up to date."""
+
+    def __init__(self, capacity: int, size: int, strategies: int) -> None:
+        self.members = np.empty((capacity, size), dtype=np.int64)
+        self.fitness = np.empty(capacity)
+        self.counts = np.zeros(strategies, dtype=np.int64)
+        self.ones = np.ones(capacity * size)
+        self.count = 0
+
+    def add(self, portfolios: np.ndarray, fitness: np.ndarray) -> None:
+        end = self.count + len(portfolios)
+        self.members[self.count : end] = portfolios
+        self.fitness[self.count : end] = fitness
+        self.counts += np.bincount(portfolios.ravel(), minlength=len(self.counts))
+        self.count = end
+
+    def design(self) -> _Design:
+        return _Design(self.members[: self.count], len(self.counts), self.ones)
 
 
 def conjugate_gradients(
@@ -95,11 +118,13 @@ class BayesianOptimization:
     from the prior: exploration) or inside a trust region around the incumbent (swap out its
     1…``max_swaps`` members with the lowest draws for the pool's best). Proposals already
     evaluated are replaced by random portfolios, so no evaluation is spent twice. Each batch
-    is evaluated at once and the model refitted.
+    is evaluated at once and the model refitted; a batch is ``batch_size`` proposals or
+    ``batch_growth`` times the portfolios evaluated so far, whichever is more.
     """
 
     initial_fraction: float = 0.1
     batch_size: int = 250
+    batch_growth: float = 0.1  # a batch is at least this share of the portfolios evaluated so far
     prior_precision: float = 1.0
     local_fraction: float = 0.5
     max_swaps: int = 3
@@ -111,6 +136,7 @@ class BayesianOptimization:
     bounds: ClassVar[dict[str, tuple[float, float | None]]] = {
         "initial_fraction": (0.0, 1.0),
         "batch_size": (1, None),
+        "batch_growth": (0.0, None),
         "prior_precision": (1e-9, None),
         "local_fraction": (0.0, 1.0),
         "max_swaps": (1, None),
@@ -123,16 +149,18 @@ class BayesianOptimization:
         strategies, size = problem.n_strategies, problem.size
         initial = min(max(self.batch_size, int(self.initial_fraction * evaluator.budget)), evaluator.remaining)
         guide = problem.guide
-        seen = [guide.subsets(rng, size, initial) if guide else random_subsets(rng, strategies, size, initial)]
-        scores = [evaluator.evaluate(seen[0])]
-        known = {row.tobytes() for row in seen[0]}
+        first = guide.subsets(rng, size, initial) if guide else random_subsets(rng, strategies, size, initial)
+        history = _History(evaluator.remaining, size, strategies)
+        history.add(first, evaluator.evaluate(first))
+        known = {row.tobytes() for row in first}
         weights = np.zeros(strategies)
         while (left := evaluator.remaining) > 0:
-            portfolios, fitness = np.concatenate(seen), np.concatenate(scores)
-            weights, spread = self._fit(portfolios, fitness, strategies, weights)
-            batch = min(self.batch_size, left)
+            weights, spread = self._fit(history, weights)
+            # Each refit costs CG steps over every portfolio seen so far: batches that grow with the
+            # data keep the number of refits logarithmic in the budget rather than linear.
+            batch = min(max(self.batch_size, int(self.batch_growth * history.count)), left)
             local = round(batch * self.local_fraction) if size < strategies else 0
-            incumbent = portfolios[int(np.argmax(fitness))]
+            incumbent = history.members[int(np.argmax(history.fitness[: history.count]))]
             pool = self._pool(rng, weights, size, strategies, guide)
             proposals = [self._global(rng, weights, spread, pool, size, batch - local)]
             if local:
@@ -140,8 +168,7 @@ class BayesianOptimization:
             batch_portfolios = self._unseen(rng, np.concatenate(proposals), known, strategies)
             if len(batch_portfolios) == 0:
                 return  # every portfolio within reach has been evaluated
-            seen.append(batch_portfolios)
-            scores.append(evaluator.evaluate(batch_portfolios))
+            history.add(batch_portfolios, evaluator.evaluate(batch_portfolios))
 
     def _unseen(
         self, rng: np.random.Generator, proposals: np.ndarray, known: set[bytes], strategies: int
@@ -164,29 +191,26 @@ class BayesianOptimization:
                 rows.append(row)
         return np.array(rows, dtype=np.int64).reshape(len(rows), proposals.shape[1])
 
-    def _fit(
-        self, portfolios: np.ndarray, fitness: np.ndarray, strategies: int, start: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def _fit(self, history: _History, start: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Posterior mean (ridge by CG) and diagonal posterior standard deviation, shape (S,) each."""
-        count = len(portfolios)
+        count = history.count
         ranks = np.empty(count)
-        ranks[np.argsort(fitness, kind="stable")] = np.arange(count)
+        ranks[np.argsort(history.fitness[:count], kind="stable")] = np.arange(count)
         target = ndtri((ranks + 0.5) / count)
-        design = _Design(portfolios, strategies)
-        counts = np.bincount(portfolios.ravel(), minlength=strategies)
+        design = history.design()
         # Jacobi preconditioner: the Gram matrix's diagonal is each strategy's count plus λ, and the
         # counts spread widely (guided draws favour some strategies), which slows plain CG.
-        inverse_diagonal = 1.0 / (counts + self.prior_precision)
+        diagonal = history.counts + self.prior_precision
         mean = conjugate_gradients(
             lambda w: design.transpose_times(design.times(w)) + self.prior_precision * w,
             design.transpose_times(target),
             start,
             self.cg_iterations,
-            inverse_diagonal if self.precondition else None,
+            1.0 / diagonal if self.precondition else None,
         )
         residual = target - design.times(mean)
         noise = max(float(residual @ residual) / max(count - 1, 1), 1e-6)
-        return mean, np.sqrt(noise / (counts + self.prior_precision))
+        return mean, np.sqrt(noise / diagonal)
 
     def _pool(
         self, rng: np.random.Generator, weights: np.ndarray, size: int, strategies: int, guide: Guide | None

@@ -89,14 +89,13 @@ def max_drawdown(xp: Any, s: Any) -> Any:
 
 
 def _fallback_ratio(xp: Any, numerator: Any, denominator: Any) -> Any:
-    """numerator/denominator, or 100·num (num > 0), 10·num (num < 0), 0 when denominator ≤ EPS."""
-    safe = xp.where(denominator > EPS, denominator, 1.0)
-    fallback = xp.where(
-        numerator > 0,
-        RATIO_GAIN_FALLBACK * numerator,
-        xp.where(numerator < 0, RATIO_LOSS_FALLBACK * numerator, 0.0),
-    )
-    return xp.where(denominator > EPS, numerator / safe, fallback)
+    """numerator/denominator, or 100·num (num > 0), 10·num (num ≤ 0; zero stays zero) when denominator ≤ EPS.
+
+    Written with few array calls: on the handful of portfolios a swap search scores at a time,
+    each call costs more than its arithmetic."""
+    ok = denominator > EPS
+    fallback = numerator * xp.where(numerator > 0, RATIO_GAIN_FALLBACK, RATIO_LOSS_FALLBACK)
+    return xp.where(ok, numerator / xp.where(ok, denominator, 1.0), fallback)
 
 
 def _sharpe(xp: Any, s: Any, periods_per_year: int) -> Any:
@@ -185,10 +184,10 @@ def fitness_from_sums(xp: Any, sums: Any, nonconstant: Any, n: int, objective: O
     if objective.penalty_weight == 0:
         return value
     corr = average_correlation(xp, sums[:, days:], nonconstant, n)
-    weight = xp.full(value.shape, objective.penalty_weight)
     if halves_penalty and mdd is not None:
-        weight = xp.where(mdd < objective.drawdown_threshold, weight / 2, weight)
-    return value - weight * corr
+        weight = objective.penalty_weight
+        return value - xp.where(mdd < objective.drawdown_threshold, weight / 2, weight) * corr
+    return value - objective.penalty_weight * corr
 
 
 def strategy_metrics(pnl: np.ndarray, periods_per_year: int = 252) -> dict[str, np.ndarray]:

@@ -10,6 +10,10 @@ import numpy as np
 from algorithms.operators import first_occurrences, random_subsets, top_k_by_key
 from algorithms.problem import Evaluator
 
+_BITS = np.arange(8)  # membership bits: 1 position (x), 2 personal best (p), 4 global best (g)
+TOWARD_PERSONAL = (((_BITS >> 1) & 1) - (_BITS & 1)).astype(np.float64)  # p − x
+TOWARD_GLOBAL = (((_BITS >> 2) & 1) - (_BITS & 1)).astype(np.float64)  # g − x
+
 
 @dataclass(frozen=True)
 class ParticleSwarm:
@@ -86,10 +90,11 @@ class ParticleSwarm:
                 flags[places] = 0
             unique = first_in_blocks(candidates, found, size)
             v = velocity[at] * decay[step - updated[at]]
-            x = (found & 1).astype(np.float64)
-            p = ((found >> 1) & 1).astype(np.float64)
-            g = ((found >> 2) & 1).astype(np.float64)
-            v += self.cognitive * rng.random(v.shape) * (p - x) + self.social * rng.random(v.shape) * (g - x)
+            # (p − x) and (g − x) of each candidate, looked up by its membership bits.
+            v += (
+                self.cognitive * rng.random(v.shape) * TOWARD_PERSONAL[found]
+                + self.social * rng.random(v.shape) * TOWARD_GLOBAL[found]
+            )
             np.clip(v, -self.max_velocity, self.max_velocity, out=v)
             first = at[unique]
             velocity[first] = v[unique]

@@ -1,14 +1,18 @@
-"""Bayesian optimisation's own conjugate gradients and design products against SciPy's."""
+"""Bayesian optimisation's own conjugate gradients and design products against SciPy's, and its batches."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
 import scipy.sparse
 import scipy.sparse.linalg
 
-from algorithms.bayesian import _Design, conjugate_gradients
+from algorithms.bayesian import BayesianOptimization, _Design, conjugate_gradients
 from algorithms.operators import random_subsets
+from algorithms.problem import Evaluator
+from tests.algorithms.planted import planted_problem
 
 
 @pytest.mark.parametrize("precondition", [True, False])
@@ -61,3 +65,33 @@ def test_design_products_are_the_sparse_classes() -> None:
 def test_a_zero_right_hand_side_gives_zero() -> None:
     got = conjugate_gradients(lambda w: 2 * w, np.zeros(5), np.ones(5), 10, None)
     assert np.array_equal(got, np.zeros(5))
+
+
+@dataclass
+class _Recording(Evaluator):
+    """An evaluator that remembers the size of every batch it scored."""
+
+    batches: list[int] = field(default_factory=list)
+
+    def evaluate(self, population: np.ndarray) -> np.ndarray:
+        self.batches.append(len(population))
+        return super().evaluate(population)
+
+
+@pytest.mark.parametrize(
+    ("growth", "expected"),
+    [
+        # The initial 10 % of the budget, batch_size 250 until a tenth of what was seen exceeds it, then
+        # that tenth, and the rest of the budget last: 22 batches.
+        (0.1, [1000] + [250] * 7 + [275, 302, 332, 365, 402, 442, 486, 535, 588, 647, 712, 783, 861, 520]),
+        (0.0, [1000] + [250] * 36),
+    ],
+)
+def test_batches_grow_with_what_was_seen(growth: float, expected: list[int]) -> None:
+    """Each batch is max(batch_size, growth × portfolios seen) and the last one is cut to the budget:
+    21 refits instead of 36 for 10,000 evaluations, every evaluation spent once."""
+    problem, _, _ = planted_problem(strategies=2_000, size=10)
+    evaluator = _Recording(problem, 10_000)
+    BayesianOptimization(batch_growth=growth).search(evaluator, np.random.default_rng(0))
+    assert evaluator.batches == expected
+    assert evaluator.used == 10_000
