@@ -92,3 +92,31 @@ def test_hedge_pairs_match_brute_force(block: int) -> None:
 def test_hedge_scan_needs_stats() -> None:
     with pytest.raises(ValueError, match="HedgeStats"):
         scan_pairs(np.zeros((4, 3)), 1, hedges=2)
+
+
+def test_the_float32_screen_misses_no_pair_at_float64_resolution() -> None:
+    """Pairs whose correlations differ below float32's resolution (~1e-10 apart) are ranked, cut and
+    kept exactly as a float64 brute force does: the float32 products only choose what to compute again."""
+    rng = np.random.default_rng(5)
+    days, base = 40, rng.normal(0.0, 100.0, 40)
+    pnl = rng.normal(0.0, 100.0, (days, 300))
+    # 120 near-copies of one series, each nudged by its own noise at 1e-5 of its scale: 7,140 pairs
+    # with correlations 1 − O(1e-10), which float32 (resolution 6e-8) cannot tell apart.
+    pnl[:, :120] = base[:, None] + rng.normal(0.0, 1e-3, (days, 120))
+    # 20 + 20 near-inverses of another series: 400 hedge pairs with correlations −1 + O(1e-10).
+    offset = rng.normal(0.0, 100.0, days)
+    pnl[:, 120:140] = 7.0 + offset[:, None] + rng.normal(0.0, 1e-3, (days, 20))
+    pnl[:, 140:160] = 9.0 - offset[:, None] + rng.normal(0.0, 1e-3, (days, 20))
+    units, _ = unit_columns(np, pnl)
+    corr = units.T @ units
+    i, j = np.triu_indices(corr.shape[0], 1)
+    for k in (7, 150):
+        order = np.lexsort((j, i, -corr[i, j]))[:k]
+        got = top_pairs(units, k, block=64)
+        assert [(p.first, p.second) for p in got] == [(int(i[o]), int(j[o])) for o in order]
+    _, hedges = scan_pairs(units, 0, hedges=25, stats=hedge_stats(np, pnl), block=64)
+    expected = brute_force_hedges(pnl, 25)
+    assert [(h.first, h.second) for h in hedges] == [(i, j) for i, j, _ in expected]
+    # Sums of near-inverses have a variance ~1e-10 of their members': computed from the members'
+    # deviations and correlation it keeps ~5 significant digits (the brute force sums the series).
+    np.testing.assert_allclose([h.sharpe for h in hedges], [s for _, _, s in expected], rtol=1e-4)
