@@ -92,9 +92,9 @@ class Guide:
     def _ranked(self, rng: np.random.Generator, scales: np.ndarray) -> np.ndarray:
         """Strategies at ranks ⌊scale·E⌋ (a rank past the end: a uniform one), shape of ``scales``."""
         ranks = np.floor(scales * rng.standard_exponential(scales.shape)).astype(np.int64)
-        beyond = np.flatnonzero(ranks >= self.n_strategies)
-        if beyond.size:  # no draw, no call: an empty ``integers`` costs as much as a short one
-            ranks[beyond] = rng.integers(0, self.n_strategies, size=beyond.size)
+        beyond = ranks >= self.n_strategies
+        if beyond.any():  # no draw, no call: an empty ``integers`` costs as much as a short one
+            ranks[beyond] = rng.integers(0, self.n_strategies, size=int(beyond.sum()))
         return self.order[ranks]
 
     def draw(self, rng: np.random.Generator, count: int, size: int) -> np.ndarray:
