@@ -124,7 +124,7 @@ class BayesianOptimization:
 
     initial_fraction: float = 0.1
     batch_size: int = 250
-    batch_growth: float = 0.1  # a batch is at least this share of the portfolios evaluated so far
+    batch_growth: float = 0.05  # a batch is at least this share of the portfolios evaluated so far
     prior_precision: float = 1.0
     local_fraction: float = 0.5
     max_swaps: int = 3
@@ -157,7 +157,7 @@ class BayesianOptimization:
         while (left := evaluator.remaining) > 0:
             weights, spread = self._fit(history, weights)
             # Each refit costs CG steps over every portfolio seen so far: batches that grow with the
-            # data keep the number of refits logarithmic in the budget rather than linear.
+            # data refit less often once much has been seen.
             batch = min(max(self.batch_size, int(self.batch_growth * history.count)), left)
             local = round(batch * self.local_fraction) if size < strategies else 0
             incumbent = history.members[int(np.argmax(history.fitness[: history.count]))]

@@ -81,15 +81,17 @@ class _Recording(Evaluator):
 @pytest.mark.parametrize(
     ("growth", "expected"),
     [
-        # The initial 10 % of the budget, batch_size 250 until a tenth of what was seen exceeds it, then
-        # that tenth, and the rest of the budget last: 22 batches.
+        # The initial 10 % of the budget, batch_size 250 until a twentieth of what was seen exceeds it,
+        # then that twentieth, and the rest of the budget last: 32 batches.
+        (0.05, [1000] + [250] * 17 + [262, 275, 289, 303, 318, 334, 351, 369, 387, 406, 427, 448, 470, 111]),
         (0.1, [1000] + [250] * 7 + [275, 302, 332, 365, 402, 442, 486, 535, 588, 647, 712, 783, 861, 520]),
         (0.0, [1000] + [250] * 36),
     ],
 )
 def test_batches_grow_with_what_was_seen(growth: float, expected: list[int]) -> None:
     """Each batch is max(batch_size, growth × portfolios seen) and the last one is cut to the budget:
-    21 refits instead of 36 for 10,000 evaluations, every evaluation spent once."""
+    31 refits (growth 0.05, the default) or 21 (0.1) instead of 36 for 10,000 evaluations, every
+    evaluation spent once."""
     problem, _, _ = planted_problem(strategies=2_000, size=10)
     evaluator = _Recording(problem, 10_000)
     BayesianOptimization(batch_growth=growth).search(evaluator, np.random.default_rng(0))
