@@ -10,6 +10,8 @@ test window.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 from algorithms.problem import CHUNK_ROWS, Problem
@@ -37,6 +39,7 @@ def contributions(
     outside = np.setdiff1d(np.arange(problem.n_strategies), held)
     full = problem.with_size(n)
     fitness = float(full.evaluate(held[None, :])[0])  # the winner's, on this problem (equals its reported one)
+    best_swaps = _best_swaps(full, held, outside)
     out = []
     for i in range(n):
         test_sharpe = None
@@ -45,7 +48,7 @@ def contributions(
             test_sharpe = float(sharpe_per_period(series)) * float(np.sqrt(periods_per_year))
         substitute, substitute_fitness = None, None
         if len(outside):
-            best = _best_swap(full, held, i, outside)
+            best = best_swaps[i]
             swapped = held.copy()
             swapped[i] = best
             substitute, substitute_fitness = names[best], float(full.evaluate(swapped[None, :])[0])
@@ -60,6 +63,18 @@ def contributions(
             )
         )
     return tuple(out)
+
+
+def _best_swaps(problem: Problem, held: np.ndarray, outside: np.ndarray) -> list[int]:
+    """:func:`_best_swap` for every position of ``held``, the positions split over the problem's
+    threads on the host (NumPy's gathers and ufuncs release the GIL); [] when nothing is outside."""
+    if not len(outside):
+        return []
+    positions = range(len(held))
+    if problem.threads > 1 and problem.xp is np:
+        with ThreadPoolExecutor(max_workers=problem.threads, thread_name_prefix="heavyopt-why") as pool:
+            return list(pool.map(lambda i: _best_swap(problem, held, i, outside), positions))
+    return [_best_swap(problem, held, i, outside) for i in positions]
 
 
 def _best_swap(problem: Problem, held: np.ndarray, position: int, outside: np.ndarray) -> int:
