@@ -26,10 +26,12 @@ def contributions(
     pnl: np.ndarray,
     test: range,
     periods_per_year: int,
+    threads: int = 1,
 ) -> tuple[Contribution, ...]:
     """One :class:`Contribution` per member of the winner (``members``: indices into ``names``,
     the searched strategies; ``pnl``: (days, searched), every day; ``test``: the final test days).
-    Empty for a portfolio of fewer than 3 (the others would be one strategy, with no correlation)."""
+    Empty for a portfolio of fewer than 3 (the others would be one strategy, with no correlation).
+    The members' substitutes are searched on ``threads`` threads on the host."""
     held = np.asarray(members, dtype=np.int64)
     n = len(held)
     if n < 3:
@@ -39,7 +41,7 @@ def contributions(
     outside = np.setdiff1d(np.arange(problem.n_strategies), held)
     full = problem.with_size(n)
     fitness = float(full.evaluate(held[None, :])[0])  # the winner's, on this problem (equals its reported one)
-    best_swaps = _best_swaps(full, held, outside)
+    best_swaps = _best_swaps(full, held, outside, threads)
     out = []
     for i in range(n):
         test_sharpe = None
@@ -65,14 +67,14 @@ def contributions(
     return tuple(out)
 
 
-def _best_swaps(problem: Problem, held: np.ndarray, outside: np.ndarray) -> list[int]:
-    """:func:`_best_swap` for every position of ``held``, the positions split over the problem's
+def _best_swaps(problem: Problem, held: np.ndarray, outside: np.ndarray, threads: int) -> list[int]:
+    """:func:`_best_swap` for every position of ``held``, the positions split over ``threads``
     threads on the host (NumPy's gathers and ufuncs release the GIL); [] when nothing is outside."""
     if not len(outside):
         return []
     positions = range(len(held))
-    if problem.threads > 1 and problem.xp is np:
-        with ThreadPoolExecutor(max_workers=problem.threads, thread_name_prefix="heavyopt-why") as pool:
+    if threads > 1 and problem.xp is np:
+        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="heavyopt-why") as pool:
             return list(pool.map(lambda i: _best_swap(problem, held, i, outside), positions))
     return [_best_swap(problem, held, i, outside) for i in positions]
 

@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import os
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -548,6 +549,8 @@ def _run_stored(
             final.pnl,
             final.split.test,
             config.optimization.periods_per_year,
+            # The search's cores, free again (no more than this host has: a cluster's workers are elsewhere).
+            threads=min(compute_workers(config) * compute_threads(config), os.cpu_count() or 1),
         )
     timings = tuple(steps.timings.items())
     report = build_report(

@@ -3,8 +3,6 @@ thread or several."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 
 from algorithms.correlation import unit_columns
@@ -21,7 +19,7 @@ def test_substitutes_on_two_threads_are_those_on_one() -> None:
     members = tuple(int(m) for m in rng.choice(600, 12, replace=False))
     names = tuple(f"s{j}" for j in range(600))
     alone = contributions(one, members, names, pnl, range(30, 40), 252)
-    shared = contributions(dataclasses.replace(one, threads=2), members, names, pnl, range(30, 40), 252)
+    shared = contributions(one, members, names, pnl, range(30, 40), 252, threads=2)
     assert shared == alone
     assert len(alone) == 12 and all(c.substitute is not None for c in alone)
     # Each substitute is the best outsider in that member's place (every outsider tried here).
