@@ -27,6 +27,7 @@ import logging
 import socket
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import Future
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
@@ -41,7 +42,7 @@ from algorithms.guide import Guide
 from algorithms.problem import Problem
 from errors import BackendUnavailable
 from optimizer.config import Config
-from optimizer.parallel import SEARCH_BLAS_THREADS, Outcome, Task, run_tasks
+from optimizer.parallel import SEARCH_BLAS_THREADS, Outcome, Task, WorkerPool, run_tasks
 
 log = logging.getLogger("heavyopt")
 
@@ -86,7 +87,12 @@ def task_options(on_gpu: bool) -> dict[str, Any]:
 
 
 class Executor:
-    """The job's executor: :meth:`run` a search's tasks, :meth:`close` at the end of the job."""
+    """The job's executor: :meth:`run` a search's tasks, :meth:`close` at the end of the job.
+
+    On processes it holds the job's :class:`~optimizer.parallel.WorkerPool` (with more than one
+    worker): :meth:`start` spawns it before the job loads its file, every search runs on it, and
+    :meth:`submit` hands it other work (an output file) once the searches are done.
+    """
 
     def __init__(self, kind: str, workers: int, address: str | None = None, fallback: str | None = None) -> None:
         self.kind = kind  # "processes" | "ray"
@@ -94,6 +100,16 @@ class Executor:
         self.address = address  # the cluster joined, when kind is "ray"
         self.fallback = fallback  # why the job asked for Ray and runs on processes
         self.tasks_per_node: Counter[str] = Counter()
+        self.pool = WorkerPool(workers) if kind == "processes" and workers > 1 else None
+
+    def start(self) -> None:
+        """Spawn the job's worker processes now (they import while the job loads)."""
+        if self.pool is not None:
+            self.pool.start()
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any] | None:
+        """``fn(*args)`` on one of the job's worker processes; None without a pool (run it here)."""
+        return None if self.pool is None else self.pool.submit(fn, *args)
 
     def run(
         self,
@@ -106,7 +122,7 @@ class Executor:
         the process count (1: in this process, as the GPU path does); Ray ignores it."""
         if self.kind == "ray":
             return self._run_on_ray(problem, tasks, on_done)
-        return run_tasks(problem, tasks, workers if workers is not None else self.workers, on_done)
+        return run_tasks(problem, tasks, workers if workers is not None else self.workers, on_done, self.pool)
 
     def _run_on_ray(
         self, problem: Problem, tasks: list[Task], on_done: Callable[[Task, Outcome], None]
@@ -157,7 +173,10 @@ class Executor:
         return {"executor": "ray", "ray_address": self.address, "ray_tasks_per_node": dict(self.tasks_per_node)}
 
     def close(self) -> None:
-        """Leave the cluster (stopping the job's own instance when ``ray_address = local``)."""
+        """Stop the job's worker processes; leave the cluster (stopping the job's own instance when
+        ``ray_address = local``)."""
+        if self.pool is not None:
+            self.pool.close()
         if self.kind != "ray":
             return
         try:

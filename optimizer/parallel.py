@@ -5,6 +5,11 @@ The pool's workers attach to the problem's read-only arrays in shared memory (on
 started with ``spawn``: forking a process that holds DuckDB and BLAS threads is unsafe.
 Each task carries its own seed (spawn key), so a result does not depend on which worker
 ran it or in which order: the pool and the in-process runner give identical results.
+
+A job starts its :class:`WorkerPool` once, before it loads its file, so the workers' start
+(a Python process importing NumPy, SciPy and the algorithms: about 0.6 s of wall time for two)
+overlaps the load instead of delaying the search; every search of the job (each walk-forward
+fold, each zone) runs on the same workers, which attach to each search's arrays on its first task.
 """
 
 from __future__ import annotations
@@ -55,6 +60,19 @@ class Task:
         )
 
 
+@dataclass(frozen=True)
+class Attachment:
+    """What a worker needs to build one search's problem: the shared blocks ((name, shape, dtype) of
+    the rows, the flags and, for a guided search, the guide's order and siblings) and the settings."""
+
+    blocks: tuple[tuple[str, tuple[int, ...], str], ...]
+    objective: Objective
+    size: int
+    threads: int
+    guide_share: float | None
+
+
+_worker_attached: Attachment | None = None
 _worker_problem: Problem | None = None
 _worker_memory: list[SharedMemory] = []
 _worker_limits: list[Any] = []
@@ -81,36 +99,91 @@ def die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def _attach(
-    parent: int,
-    blocks: tuple[tuple[str, tuple[int, ...], str], ...],
-    objective: Objective,
-    size: int,
-    threads: int,
-    guide_share: float | None,
-) -> None:
-    """Worker initialiser: die with the job's process, map the shared arrays, build the worker's problem.
-
-    ``blocks``: (name, shape, dtype) of the rows, the flags and, for a guided search, the
-    guide's order and (where it has them) siblings. Spawned workers share the parent's resource tracker, so the parent's
-    registration stands: the blocks are unlinked by the parent, or by the tracker if the parent dies.
-    """
-    global _worker_problem
+def _start_worker(parent: int) -> None:
+    """Worker initialiser: die with the job's process; BLAS on one thread."""
     die_with_parent(parent)
     _worker_limits.append(threadpool_limits(limits=SEARCH_BLAS_THREADS, user_api="blas"))
+
+
+def _ready() -> int:
+    """A new pool's first tasks, one per worker: they make it start its processes now."""
+    return os.getpid()
+
+
+def _attach(attachment: Attachment) -> Problem:
+    """This worker's problem for ``attachment``'s search: mapped from the shared blocks on the
+    search's first task here, the previous search's blocks let go.
+
+    Spawned workers share the parent's resource tracker, so the parent's registration stands:
+    the blocks are unlinked by the parent, or by the tracker if the parent dies.
+    """
+    global _worker_problem, _worker_attached
+    if _worker_problem is not None and _worker_attached == attachment:
+        return _worker_problem
+    _worker_problem = _worker_attached = None  # drops the arrays, so their blocks can be closed
+    for memory in _worker_memory:
+        with contextlib.suppress(BufferError):  # a view still held somewhere: the mapping stays until exit
+            memory.close()
+    _worker_memory.clear()
     arrays = []
-    for name, shape, dtype in blocks:
+    for name, shape, dtype in attachment.blocks:
         memory = SharedMemory(name=name)
         _worker_memory.append(memory)
         arrays.append(np.ndarray(shape, dtype=dtype, buffer=memory.buf))
-    guide = None if guide_share is None else Guide(arrays[2], guide_share, arrays[3] if len(arrays) > 3 else None)
-    _worker_problem = Problem(arrays[0], arrays[1], size, objective, np, threads=threads, guide=guide)
+    share = attachment.guide_share
+    guide = None if share is None else Guide(arrays[2], share, arrays[3] if len(arrays) > 3 else None)
+    _worker_problem = Problem(
+        arrays[0], arrays[1], attachment.size, attachment.objective, np, threads=attachment.threads, guide=guide
+    )
+    _worker_attached = attachment
+    return _worker_problem
 
 
-def _run_in_worker(task: Task) -> Outcome:
-    if _worker_problem is None:
-        raise RuntimeError("worker has no problem attached")
-    return task.run(_worker_problem)
+def _run_in_worker(attachment: Attachment, task: Task) -> Outcome:
+    return task.run(_attach(attachment))
+
+
+class WorkerPool:
+    """``workers`` spawned processes that run every search of one job (see the module docstring).
+
+    :meth:`start` spawns them at once (a pool otherwise starts its processes as tasks arrive);
+    a pool that breaks (a worker killed, out of memory) is let go and the next search gets a
+    fresh one. :meth:`submit` runs any picklable call on a worker (the job's slowest output file
+    is written there, beside the others). :meth:`close` at the end of the job.
+    """
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self._pool: ProcessPoolExecutor | None = None
+
+    def start(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            context = multiprocessing.get_context("spawn")
+            self._pool = ProcessPoolExecutor(self.workers, context, initializer=_start_worker, initargs=(os.getpid(),))
+            try:
+                for _ in range(self.workers):  # a pool spawns a process per task submitted while none is idle
+                    self._pool.submit(_ready)
+            except Exception as exc:  # noqa: BLE001 - a pool that cannot start is a broken pool
+                log.warning("the worker pool broke while starting (%s: %s)", type(exc).__name__, exc)
+        return self._pool
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any] | None:
+        """``fn(*args)`` on a worker; None when the pool cannot take it (the caller runs it itself)."""
+        try:
+            return self.start().submit(fn, *args)
+        except Exception as exc:  # noqa: BLE001 - broken or shut down: the caller's own process will do
+            log.warning("the worker pool could not take %s (%s: %s)", fn.__name__, type(exc).__name__, exc)
+            self.discard()
+            return None
+
+    def discard(self) -> None:
+        """Let a broken pool go; the next :meth:`start` spawns a fresh one."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def close(self) -> None:
+        self.discard()
 
 
 @contextmanager
@@ -125,11 +198,16 @@ def _shared(array: np.ndarray) -> Iterator[SharedMemory]:
 
 
 def run_tasks(
-    problem: Problem, tasks: list[Task], workers: int, on_done: Callable[[Task, Outcome], None] | None = None
+    problem: Problem,
+    tasks: list[Task],
+    workers: int,
+    on_done: Callable[[Task, Outcome], None] | None = None,
+    pool: WorkerPool | None = None,
 ) -> list[Outcome]:
     """Outcomes of ``tasks``, in task order.
 
-    ``workers`` ≤ 1 runs them here, one after another; more runs them on that many processes.
+    ``workers`` ≤ 1 runs them here, one after another; more runs them on that many processes:
+    ``pool``'s when it has that many (the job's, already started), else a pool of their own.
     ``on_done`` is called as each finishes (in completion order). A worker process that dies
     (killed, out of memory) breaks its pool: finished results are kept and the unfinished
     tasks go to a fresh pool; after ``ISOLATE_AFTER_BREAKS`` broken pools the rest run one per
@@ -152,13 +230,12 @@ def run_tasks(
         if problem.guide.siblings is not None:
             arrays.append(np.ascontiguousarray(problem.guide.siblings))
     results: dict[int, Outcome] = {}
-    # Every array goes through shared memory, so what a worker is started with stays a few
-    # hundred bytes: the parent writes it into a pipe while still holding the pipe's other end,
-    # and a payload over the pipe's 64 KiB would block it for ever if the worker died at start.
+    # Every array goes through shared memory, so what a task carries stays a few hundred bytes
+    # (and what a worker is started with, its parent's pid: a payload over a pipe's 64 KiB, written
+    # while the worker died at start, would block the parent for ever).
     with contextlib.ExitStack() as stack:
         memories = [stack.enter_context(_shared(array)) for array in arrays]
-        initargs = (
-            os.getpid(),
+        attachment = Attachment(
             tuple((m.name, a.shape, a.dtype.str) for m, a in zip(memories, arrays, strict=True)),
             problem.objective,
             problem.size,
@@ -170,7 +247,9 @@ def run_tasks(
             pending = [i for i in range(len(tasks)) if i not in results]
             groups = [[i] for i in pending] if breaks >= ISOLATE_AFTER_BREAKS else [pending]
             for group in groups:
-                finished = _run_pool(tasks, group, min(workers, len(group)), initargs, results, notify)
+                count = min(workers, len(group))
+                shared = pool if pool is not None and breaks == 0 and pool.workers == workers else None
+                finished = _run_pool(tasks, group, count, attachment, results, notify, shared)
                 if not finished and len(group) == 1:  # alone in its pool and it still broke it
                     task = tasks[group[0]]
                     results[group[0]] = FailedRun(
@@ -188,31 +267,38 @@ def _run_pool(
     tasks: list[Task],
     indices: list[int],
     workers: int,
-    initargs: tuple[Any, ...],
+    attachment: Attachment,
     results: dict[int, Outcome],
     notify: Callable[[Task, Outcome], None],
+    shared: WorkerPool | None = None,
 ) -> bool:
-    """Run ``tasks[indices]`` on a fresh pool, filling ``results``; False if the pool broke."""
-    context = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(workers, context, initializer=_attach, initargs=initargs)
-    try:
+    """Run ``tasks[indices]`` on ``shared`` (the job's pool), or on a fresh pool of ``workers``
+    shut down after; fill ``results``; False if the pool broke (a broken ``shared`` is discarded)."""
+    if shared is None:
+        own = WorkerPool(workers)
         try:
-            futures: dict[Future[Outcome], int] = {pool.submit(_run_in_worker, tasks[i]): i for i in indices}
-        except Exception as exc:  # noqa: BLE001 - workers dying while the pool still starts others break
-            # it in several ways (BrokenProcessPool, a closed handle, a bad fd): all a broken pool.
-            log.warning("the worker pool broke while starting (%s: %s)", type(exc).__name__, exc)
+            return _run_pool(tasks, indices, workers, attachment, results, notify, own)
+        finally:
+            own.close()
+    try:
+        futures: dict[Future[Outcome], int] = {
+            shared.start().submit(_run_in_worker, attachment, tasks[i]): i for i in indices
+        }
+    except Exception as exc:  # noqa: BLE001 - workers dying while the pool still starts others break
+        # it in several ways (BrokenProcessPool, a closed handle, a bad fd): all a broken pool.
+        log.warning("the worker pool broke while starting (%s: %s)", type(exc).__name__, exc)
+        shared.discard()
+        return False
+    for future in as_completed(futures):
+        index = futures[future]
+        try:
+            results[index] = future.result()
+        except BrokenProcessPool:
+            shared.discard()
             return False
-        for future in as_completed(futures):
-            index = futures[future]
-            try:
-                results[index] = future.result()
-            except BrokenProcessPool:
-                return False
-            except Exception as exc:  # noqa: BLE001 - e.g. a result that cannot be pickled: that task fails
-                results[index] = FailedRun(
-                    tasks[index].algorithm.name, tasks[index].size, f"{type(exc).__name__}: {exc}", 0.0
-                )
-            notify(tasks[index], results[index])
-        return True
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        except Exception as exc:  # noqa: BLE001 - e.g. a result that cannot be pickled: that task fails
+            results[index] = FailedRun(
+                tasks[index].algorithm.name, tasks[index].size, f"{type(exc).__name__}: {exc}", 0.0
+            )
+        notify(tasks[index], results[index])
+    return True

@@ -129,11 +129,12 @@ def run_job(
     if config.optimization.balanced_mode:
         log.warning("OPTIMIZATION.balanced_mode = true has no effect in this version (kept for config_zone.ini)")
 
-    with steps.step("load", STEP_START["load"]):
-        fmt, fewest = config.input.date_format, config.portfolio.min_size  # the limit: the queue's, for every run
-        dataset = load_csv(path, date_format=fmt, min_strategies=fewest, max_input_mb=config.queue.max_input_mb)
     executor = open_executor(config, compute_workers(config))
+    executor.start()  # the search's worker processes start while the file loads
     try:
+        with steps.step("load", STEP_START["load"]):
+            fmt, fewest = config.input.date_format, config.portfolio.min_size  # the limit: the queue's, for every run
+            dataset = load_csv(path, date_format=fmt, min_strategies=fewest, max_input_mb=config.queue.max_input_mb)
         backend = open_store(config)
     except BaseException:
         executor.close()
@@ -202,7 +203,7 @@ def _run_recorded(
         report = dataclasses.replace(report, since_last_run=since_last_run(out_dir.absolute(), report))
     report = dataclasses.replace(report, timings_s=tuple(steps.timings.items()))
     with steps.step("outputs", OUTPUTS_START):
-        run_dir, errors = write_run_folder(report, out_dir.absolute(), started_struct)
+        run_dir, errors = write_run_folder(report, out_dir.absolute(), started_struct, offload=compute.executor.submit)
     backend.record_job(
         job_id,
         status="completed",

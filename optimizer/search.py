@@ -115,7 +115,11 @@ def search(
         progress(f"size {task.size}, {task.algorithm.name}", done / max(len(tasks), 1))
 
     where = executor or Executor("processes", compute_workers(config))
-    outcomes = where.run(base, tasks, report, workers or compute_workers(config))
+    try:
+        outcomes = where.run(base, tasks, report, workers or compute_workers(config))
+    finally:
+        if executor is None:  # its own, for this search alone
+            where.close()
     return [as_result(outcome, task.spawn_key, names) for task, outcome in zip(tasks, outcomes, strict=True)]
 
 

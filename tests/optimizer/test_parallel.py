@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import subprocess
 import sys
 from multiprocessing.shared_memory import SharedMemory
@@ -14,7 +15,7 @@ from algorithms import FailedRun, RunResult
 from algorithms.hill_climbing import HillClimbing
 from algorithms.random_search import RandomSearch
 from optimizer import parallel
-from optimizer.parallel import Task, run_tasks
+from optimizer.parallel import Task, WorkerPool, run_tasks
 from tests.algorithms.planted import planted_problem
 from tests.optimizer.crashing import KillsItsWorker
 
@@ -68,12 +69,63 @@ def test_a_guided_search_on_the_pool_is_the_one_run_here() -> None:
         assert (got.portfolio, got.fitness) == (expected.portfolio, expected.fitness)
 
 
+def same(got: list[object], expected: list[object]) -> bool:
+    return all(
+        isinstance(g, RunResult) and isinstance(e, RunResult) and (g.portfolio, g.fitness) == (e.portfolio, e.fitness)
+        for g, e in zip(got, expected, strict=True)
+    )
+
+
+def test_a_jobs_pool_runs_every_search_on_the_workers_it_started_with(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Started once, before the first search: each search (another problem, as a walk-forward fold
+    or a zone) runs on the same processes, which attach to its arrays; its blocks are unlinked after it."""
+    created: list[str] = []
+
+    class Recorded(SharedMemory):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            created.append(self.name)
+
+    monkeypatch.setattr(parallel, "SharedMemory", Recorded)
+    first, second = planted_problem(seed=1)[0], planted_problem(strategies=300, seed=2)[0].guided()
+    tasks = [task(RandomSearch(), 0), task(HillClimbing(), 1), task(RandomSearch(), 2)]
+    pool = WorkerPool(2)
+    try:
+        pool.start()
+        started = {p.pid for p in multiprocessing.active_children()}
+        outcomes = [run_tasks(problem, tasks, workers=2, pool=pool) for problem in (first, second, first)]
+        assert {p.pid for p in multiprocessing.active_children()} == started and len(started) == 2
+    finally:
+        pool.close()
+    assert multiprocessing.active_children() == []
+    for got, problem in zip(outcomes, (first, second, first), strict=True):
+        assert same(got, run_tasks(problem, tasks, workers=1))
+    assert len(created) == 2 + 4 + 2  # rows and flags; the guided search adds the guide's order and siblings
+    for name in created:
+        with pytest.raises(FileNotFoundError):
+            SharedMemory(name=name)
+
+
+def test_a_jobs_pool_broken_by_a_dying_worker_is_replaced_for_the_next_search() -> None:
+    problem = planted_problem()[0]
+    pool = WorkerPool(2)
+    try:
+        pool.start()
+        broken = run_tasks(problem, [task(RandomSearch(), 0), task(KillsItsWorker(), 1)], workers=2, pool=pool)
+        after = run_tasks(problem, [task(RandomSearch(), 0), task(HillClimbing(), 2)], workers=2, pool=pool)
+    finally:
+        pool.close()
+    assert isinstance(broken[1], FailedRun) and "worker process died" in broken[1].error
+    assert same([broken[0]], [after[0]])
+    assert same(after, run_tasks(problem, [task(RandomSearch(), 0), task(HillClimbing(), 2)], workers=1))
+
+
 DIES_AT_START = """
 import multiprocessing
 from multiprocessing import resource_tracker
 from algorithms.hill_climbing import HillClimbing
 from algorithms.random_search import RandomSearch
-from optimizer.parallel import Task, run_tasks
+from optimizer.parallel import Task, WorkerPool, run_tasks
 from tests.algorithms.planted import planted_problem
 
 resource_tracker.ensure_running()  # started as usual; then every worker exits at once

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import numpy as np
@@ -303,6 +304,46 @@ def test_two_runs_in_the_same_second_get_two_folders(done: JobOutcome, tmp_path:
     second, _ = write_run_folder(done.report, tmp_path, started)
     assert first != second and second.name == first.name + "-2"
     assert sorted(p.name for p in first.iterdir()) == sorted(p.name for p in second.iterdir())
+
+
+def _cells(path: Path) -> dict[str, list[tuple[object, ...]]]:
+    book = openpyxl.load_workbook(path, read_only=True)
+    return {sheet.title: list(sheet.iter_rows(values_only=True)) for sheet in book.worksheets}
+
+
+def test_the_workbook_written_by_a_worker_process_is_the_one_written_here(
+    done: JobOutcome, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With ``offload`` (the job's worker pool) the workbook is written by a worker while this
+    process writes the rest: the same cells. A worker that fails to write it leaves it to this process."""
+    from concurrent.futures import Future
+    from concurrent.futures.process import BrokenProcessPool
+
+    from optimizer.parallel import WorkerPool
+    from outputs.writers import write_run_folder
+
+    sent: list[str] = []
+    pool = WorkerPool(2)
+
+    def offload(fn: Any, *args: Any) -> Future[Any] | None:
+        sent.append(fn.__name__)
+        return pool.submit(fn, *args)
+
+    try:
+        there, errors = write_run_folder(done.report, tmp_path / "there", time.localtime(), offload=offload)
+    finally:
+        pool.close()
+    assert sent == ["write_workbook"] and errors == [] and "not written by the worker" not in caplog.text
+    here, _ = write_run_folder(done.report, tmp_path / "here", time.localtime())
+    assert sorted(p.name for p in there.iterdir()) == sorted(p.name for p in here.iterdir())
+    expected = _cells(here / "optimization_summary.xlsx")
+    assert _cells(there / "optimization_summary.xlsx") == expected and len(expected) >= 8
+
+    killed: Future[Any] = Future()
+    killed.set_exception(BrokenProcessPool("a worker was killed"))
+    again, errors = write_run_folder(done.report, tmp_path / "again", time.localtime(), offload=lambda *a: killed)
+    assert errors == [] and _cells(again / "optimization_summary.xlsx") == expected
+    assert "optimization_summary.xlsx: not written by the worker process (BrokenProcessPool" in caplog.text
 
 
 def test_run_folder_files_have_the_mode_a_new_file_gets(done: JobOutcome, tmp_path: Path) -> None:
