@@ -90,8 +90,8 @@ class Executor:
     """The job's executor: :meth:`run` a search's tasks, :meth:`close` at the end of the job.
 
     On processes it holds the job's :class:`~optimizer.parallel.WorkerPool` (with more than one
-    worker): :meth:`start` spawns it before the job loads its file, every search runs on it, and
-    :meth:`submit` hands it other work (an output file) once the searches are done.
+    worker): :meth:`start` spawns it once the job has its file (not for a search on a GPU), every
+    search runs on it, and :meth:`submit` hands it other work (an output file) once they are done.
     """
 
     def __init__(self, kind: str, workers: int, address: str | None = None, fallback: str | None = None) -> None:
@@ -103,13 +103,13 @@ class Executor:
         self.pool = WorkerPool(workers) if kind == "processes" and workers > 1 else None
 
     def start(self) -> None:
-        """Spawn the job's worker processes now (they import while the job loads)."""
+        """Spawn the job's worker processes now (they import while the job stores its rows)."""
         if self.pool is not None:
             self.pool.start()
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any] | None:
-        """``fn(*args)`` on one of the job's worker processes; None without a pool (run it here)."""
-        return None if self.pool is None else self.pool.submit(fn, *args)
+        """``fn(*args)`` on one of the job's worker processes; None unless they are running (run it here)."""
+        return self.pool.submit(fn, *args) if self.pool is not None and self.pool.running else None
 
     def run(
         self,

@@ -129,17 +129,18 @@ def run_job(
     if config.optimization.balanced_mode:
         log.warning("OPTIMIZATION.balanced_mode = true has no effect in this version (kept for config_zone.ini)")
 
+    with steps.step("load", STEP_START["load"]):
+        fmt, fewest = config.input.date_format, config.portfolio.min_size  # the limit: the queue's, for every run
+        dataset = load_csv(path, date_format=fmt, min_strategies=fewest, max_input_mb=config.queue.max_input_mb)
     executor = open_executor(config, compute_workers(config))
-    executor.start()  # the search's worker processes start while the file loads
     try:
-        with steps.step("load", STEP_START["load"]):
-            fmt, fewest = config.input.date_format, config.portfolio.min_size  # the limit: the queue's, for every run
-            dataset = load_csv(path, date_format=fmt, min_strategies=fewest, max_input_mb=config.queue.max_input_mb)
         backend = open_store(config)
     except BaseException:
         executor.close()
         raise
     choice = choose(config, len(dataset.strategies), dataset.n_rows, config.portfolio.max_size)
+    if not choice.on_gpu:  # (on a GPU the search runs in this process)
+        executor.start()  # the search's worker processes start while the rows are stored and correlated
     compute = JobCompute(choice, executor)
     try:
         report, run_dir, errors = _run_recorded(
@@ -150,17 +151,17 @@ def run_job(
         if isinstance(exc, Exception) and not isinstance(exc, HeavyOptError):
             failure = JobFailed(f"job failed: {type(exc).__name__}: {exc}")
         reason = str(failure) if isinstance(failure, Exception) else "interrupted"
+        executor.close()
         record_failure(backend, job_id, reason)
         backend.close()
         release(compute.choice)
-        executor.close()
         if failure is exc:
             raise
         raise failure from exc
+    executor.close()
     prune(backend, config.database.keep_pnl_jobs)  # never raises: housekeeping
     backend.close()
     release(compute.choice)
-    executor.close()
     breaker_outcome(config, backend)
     steps.progress("done", 100.0)
     return JobOutcome(job_id, run_dir, report, tuple(errors))

@@ -11,7 +11,7 @@ import shutil
 import socket
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, wait
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
@@ -183,6 +183,7 @@ WRITERS: dict[str, Callable[[RunReport, Path], None]] = {
 # Written by another process beside the rest when the job offers one: the workbook takes about
 # 2.6 s at 25,544 strategies (two thirds of all the files' time), all of it in Python.
 OFFLOADED = ("optimization_summary.xlsx",)
+OFFLOADED_WAIT_S = 60.0  # how long a failing job waits for an offloaded writer before removing its folder
 
 Offload = Callable[..., Future[Any] | None]
 
@@ -257,8 +258,8 @@ def write_run_folder(
     tmp = out_dir / f".{final.name}.partial-{HOST}-{os.getpid()}"
     tmp.mkdir()
     errors: list[str] = []
+    elsewhere: dict[str, Future[Any]] = {}
     try:
-        elsewhere = {}
         if offload is not None:
             for name in OFFLOADED:
                 future = offload(WRITERS[name], report, tmp)
@@ -278,6 +279,10 @@ def write_run_folder(
         os.rename(tmp, final)
         fsync_dir(out_dir)
     except BaseException:
+        # A worker may still be writing into the folder: it is done (or stopped) before the folder goes.
+        for future in elsewhere.values():
+            future.cancel()
+        wait(elsewhere.values(), timeout=OFFLOADED_WAIT_S)
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final, errors
@@ -299,6 +304,9 @@ def _result_or_here(name: str, future: Future[Any], report: RunReport, folder: P
         future.result()
     except Exception as exc:  # noqa: BLE001 - every failure there gets a second, local try
         log.warning("%s: not written by the worker process (%s: %s); writing it here", name, type(exc).__name__, exc)
+        # A worker killed mid-file leaves its temporary file; every writer here has finished by now.
+        for leftover in folder.glob(".*.tmp"):
+            leftover.unlink(missing_ok=True)
         WRITERS[name](report, folder)
 
 

@@ -341,8 +341,14 @@ def test_the_workbook_written_by_a_worker_process_is_the_one_written_here(
 
     killed: Future[Any] = Future()
     killed.set_exception(BrokenProcessPool("a worker was killed"))
-    again, errors = write_run_folder(done.report, tmp_path / "again", time.localtime(), offload=lambda *a: killed)
+
+    def killed_midway(fn: Any, report: Any, folder: Path) -> Future[Any]:
+        (folder / ".tmpk1ll3d.tmp").write_bytes(b"PK\x03\x04")  # what a worker killed mid-file leaves
+        return killed
+
+    again, errors = write_run_folder(done.report, tmp_path / "again", time.localtime(), offload=killed_midway)
     assert errors == [] and _cells(again / "optimization_summary.xlsx") == expected
+    assert sorted(p.name for p in again.iterdir()) == sorted(p.name for p in here.iterdir())  # no leftover
     assert "optimization_summary.xlsx: not written by the worker process (BrokenProcessPool" in caplog.text
 
 
