@@ -41,15 +41,21 @@ def test_a_worker_that_dies_fails_only_its_task(tmp_path: Path) -> None:
         )
 
 
-def test_shared_memory_is_released(monkeypatch: pytest.MonkeyPatch) -> None:
-    created: list[str] = []
+@pytest.fixture
+def created(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the shared-memory blocks the pool's parent creates, in order."""
+    names: list[str] = []
 
     class Recorded(SharedMemory):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
-            created.append(self.name)
+            names.append(self.name)
 
     monkeypatch.setattr(parallel, "SharedMemory", Recorded)
+    return names
+
+
+def test_shared_memory_is_released(created: list[str]) -> None:
     problem, _, _ = planted_problem()
     outcomes = run_tasks(problem, [task(RandomSearch(), 0), task(HillClimbing(), 1)], workers=2)
     assert all(isinstance(o, RunResult) for o in outcomes)  # the workers read the problem from the blocks
@@ -76,17 +82,9 @@ def same(got: list[object], expected: list[object]) -> bool:
     )
 
 
-def test_a_jobs_pool_runs_every_search_on_the_workers_it_started_with(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_jobs_pool_runs_every_search_on_the_workers_it_started_with(created: list[str]) -> None:
     """Started once, before the first search: each search (another problem, as a walk-forward fold
     or a zone) runs on the same processes, which attach to its arrays; its blocks are unlinked after it."""
-    created: list[str] = []
-
-    class Recorded(SharedMemory):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            created.append(self.name)
-
-    monkeypatch.setattr(parallel, "SharedMemory", Recorded)
     first, second = planted_problem(seed=1)[0], planted_problem(strategies=300, seed=2)[0].guided()
     tasks = [task(RandomSearch(), 0), task(HillClimbing(), 1), task(RandomSearch(), 2)]
     pool = WorkerPool(2)
