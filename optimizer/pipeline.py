@@ -31,7 +31,7 @@ from errors import HeavyOptError, InputError, JobFailed
 from optimizer import validation
 from optimizer.assembly import Optimised, build_report
 from optimizer.cluster import open_executor
-from optimizer.compute import GpuFailed, JobCompute, choose, on_gpu_or_host, release
+from optimizer.compute import ComputeChoice, GpuFailed, JobCompute, choose, on_gpu_or_host, release
 from optimizer.config import Config
 from optimizer.contributions import contributions
 from optimizer.history import book_name, since_last_run
@@ -138,11 +138,12 @@ def run_job(
     except BaseException:
         executor.close()
         raise
-    choice = choose(config, len(dataset.strategies), dataset.n_rows, config.portfolio.max_size)
-    if not choice.on_gpu:  # (on a GPU the search runs in this process)
-        executor.start()  # the search's worker processes start while the rows are stored and correlated
-    compute = JobCompute(choice, executor)
+    choice: ComputeChoice | None = None
     try:
+        choice = choose(config, len(dataset.strategies), dataset.n_rows, config.portfolio.max_size)
+        if not choice.on_gpu:  # (on a GPU the search runs in this process)
+            executor.start()  # the search's worker processes start while the rows are stored and correlated
+        compute = JobCompute(choice, executor)
         report, run_dir, errors = _run_recorded(
             job_id, path, dataset, config, backend, steps, created_at, compute, Path(out_dir), started_struct
         )
@@ -154,7 +155,8 @@ def run_job(
         executor.close()
         record_failure(backend, job_id, reason)
         backend.close()
-        release(compute.choice)
+        if choice is not None:
+            release(choice)  # the GPU's memory (again, if a failure mid-search already switched to NumPy)
         if failure is exc:
             raise
         raise failure from exc

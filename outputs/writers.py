@@ -177,12 +177,14 @@ WRITERS: dict[str, Callable[[RunReport, Path], None]] = {
     "strategy_metrics.csv": _text_writer("strategy_metrics.csv", tables.strategy_metrics),
     "optimization_summary.txt": _text_writer("optimization_summary.txt", text.optimization_summary),
     "zone_equity_curves.png": write_zone_chart,
-    "report.html": write_report_page,  # last: it embeds the charts written above
+    "report.html": write_report_page,  # LAST: it embeds the charts and links every other file
 }
 
 # Written by another process beside the rest when the job offers one: the workbook takes about
 # 2.6 s at 25,544 strategies (two thirds of all the files' time), all of it in Python.
 OFFLOADED = ("optimization_summary.xlsx",)
+# Written once every other file is, the offloaded ones included: the page links the files it finds.
+LAST = ("report.html",)
 OFFLOADED_WAIT_S = 60.0  # how long a failing job waits for an offloaded writer before removing its folder
 
 Offload = Callable[..., Future[Any] | None]
@@ -246,7 +248,7 @@ def write_run_folder(
 
     ``offload(writer, report, folder)``, when given, runs a writer in another process and returns
     its future (None: it cannot; the writer then runs here): the ``OFFLOADED`` writers go there
-    first and the others run here meanwhile.
+    first and the others run here meanwhile; the ``LAST`` ones (the page) run once they are done.
 
     Returns
     -------
@@ -266,10 +268,12 @@ def write_run_folder(
                 if future is not None:
                     elsewhere[name] = future
         for name, writer in WRITERS.items():
-            if name not in elsewhere:
+            if name not in elsewhere and name not in LAST:
                 _write_one(name, partial(writer, report, tmp), out_dir, errors)
         for name, future in elsewhere.items():
             _write_one(name, partial(_result_or_here, name, future, report, tmp), out_dir, errors)
+        for name in LAST:
+            _write_one(name, partial(WRITERS[name], report, tmp), out_dir, errors)
         try:
             write_atomic(tmp / "error_log.txt", text.error_log(errors))
             _fsync_tree(tmp)

@@ -272,6 +272,30 @@ def test_an_unexpected_error_fails_the_job_with_its_reason(
         db.close()
 
 
+def test_worker_processes_that_cannot_start_fail_the_job_with_its_reason(
+    tmp_path: Path, csv_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The job's pool starts after the database is open: its failure (no file descriptors left,
+    /dev/shm full) is the job's, recorded on it like any other."""
+    from errors import JobFailed
+    from optimizer import parallel
+
+    def no_descriptors(*args: object, **kwargs: object) -> None:
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(parallel, "ProcessPoolExecutor", no_descriptors)
+    cfg = config(tmp_path, "COMPUTE.workers=2")
+    with pytest.raises(JobFailed, match=r"job failed: OSError: .*Too many open files"):
+        run_job(csv_file, cfg, out_dir=tmp_path / "out", job_id="j-2")
+    assert not (tmp_path / "out").exists()
+    db = open_backend(database_url(cfg))
+    try:
+        job = db.job("j-2")
+        assert job is not None and job["status"] == "failed" and "Too many open files" in job["error"]
+    finally:
+        db.close()
+
+
 def test_a_broken_database_does_not_hide_the_jobs_own_error(
     tmp_path: Path, csv_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -350,6 +351,32 @@ def test_the_workbook_written_by_a_worker_process_is_the_one_written_here(
     assert errors == [] and _cells(again / "optimization_summary.xlsx") == expected
     assert sorted(p.name for p in again.iterdir()) == sorted(p.name for p in here.iterdir())  # no leftover
     assert "optimization_summary.xlsx: not written by the worker process (BrokenProcessPool" in caplog.text
+
+
+def test_the_page_links_a_workbook_its_worker_finishes_last(done: JobOutcome, tmp_path: Path) -> None:
+    """At 25,544 strategies the worker's workbook takes longer than every other file together: the
+    page, which links the files it finds, is written only once the workbook is there."""
+    from concurrent.futures import Future
+
+    from outputs.writers import write_run_folder
+
+    class Late(Future[Any]):
+        """Runs its writer only when someone waits for it: the slowest a worker can be."""
+
+        def __init__(self, fn: Any, *args: Any) -> None:
+            super().__init__()
+            self.work = partial(fn, *args)
+
+        def result(self, timeout: float | None = None) -> Any:
+            if not self.done():
+                self.set_result(self.work())
+            return super().result(timeout)
+
+    late, _ = write_run_folder(done.report, tmp_path / "late", time.localtime(), offload=Late)
+    here, _ = write_run_folder(done.report, tmp_path / "here", time.localtime())
+    page = (late / "report.html").read_text(encoding="utf-8")
+    assert '<a href="optimization_summary.xlsx">' in page
+    assert page == (here / "report.html").read_text(encoding="utf-8")
 
 
 def test_run_folder_files_have_the_mode_a_new_file_gets(done: JobOutcome, tmp_path: Path) -> None:
