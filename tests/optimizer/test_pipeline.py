@@ -6,7 +6,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -16,7 +16,7 @@ from algorithms.fitness import Objective
 from algorithms.reference import reference_fitness
 from dal import open_backend
 from errors import InputError
-from optimizer.config import database_url, load_config
+from optimizer.config import Config, database_url, load_config
 from optimizer.loader import load_csv
 from optimizer.pipeline import run_job
 from optimizer.synthetic import write_csv
@@ -42,6 +42,15 @@ def csv_file(tmp_path: Path) -> Path:
 
 def config(tmp_path: Path, *extra: str):
     return load_config(overrides=[*SETS, f"DATABASE.data_dir={tmp_path / 'data'}", *extra])
+
+
+def stored_job(cfg: Config, job_id: str) -> dict[str, Any] | None:
+    """The job's row in the job's database, as a later reader sees it."""
+    db = open_backend(database_url(cfg))
+    try:
+        return db.job(job_id)
+    finally:
+        db.close()
 
 
 def test_run_writes_the_summary_and_best_portfolios(tmp_path: Path, csv_file: Path) -> None:
@@ -242,12 +251,8 @@ def test_a_failing_prune_does_not_fail_a_completed_job(
     monkeypatch.setattr(DuckDBBackend, "prune", broken)
     cfg = config(tmp_path)
     outcome = run_job(csv_file, cfg, out_dir=tmp_path / "out")
-    db = open_backend(database_url(cfg))
-    try:
-        job = db.job(outcome.job_id)
-        assert job is not None and job["status"] == "completed"
-    finally:
-        db.close()
+    job = stored_job(cfg, outcome.job_id)
+    assert job is not None and job["status"] == "completed"
 
 
 def test_an_unexpected_error_fails_the_job_with_its_reason(
@@ -264,12 +269,8 @@ def test_an_unexpected_error_fails_the_job_with_its_reason(
     with pytest.raises(JobFailed, match="job failed: KeyError: 'lost column'"):
         run_job(csv_file, cfg, out_dir=tmp_path / "out", job_id="j-1")
     assert not (tmp_path / "out").exists()
-    db = open_backend(database_url(cfg))
-    try:
-        job = db.job("j-1")
-        assert job is not None and job["status"] == "failed" and "lost column" in job["error"]
-    finally:
-        db.close()
+    job = stored_job(cfg, "j-1")
+    assert job is not None and job["status"] == "failed" and "lost column" in job["error"]
 
 
 def test_worker_processes_that_cannot_start_fail_the_job_with_its_reason(
@@ -288,12 +289,8 @@ def test_worker_processes_that_cannot_start_fail_the_job_with_its_reason(
     with pytest.raises(JobFailed, match=r"job failed: OSError: .*Too many open files"):
         run_job(csv_file, cfg, out_dir=tmp_path / "out", job_id="j-2")
     assert not (tmp_path / "out").exists()
-    db = open_backend(database_url(cfg))
-    try:
-        job = db.job("j-2")
-        assert job is not None and job["status"] == "failed" and "Too many open files" in job["error"]
-    finally:
-        db.close()
+    job = stored_job(cfg, "j-2")
+    assert job is not None and job["status"] == "failed" and "Too many open files" in job["error"]
 
 
 def test_a_broken_database_does_not_hide_the_jobs_own_error(
@@ -332,12 +329,8 @@ def test_a_failing_writer_is_logged_and_the_others_still_write(
     assert outcome.writer_errors == ("best_portfolio_size<n>.txt: OSError: share went away",)
     assert (outcome.run_dir / "execution_summary.json").exists()
     assert "share went away" in (outcome.run_dir / "error_log.txt").read_text()
-    db = open_backend(database_url(cfg))
-    try:
-        job = db.job(outcome.job_id)
-        assert job is not None and job["status"] == "completed" and "share went away" in job["error"]
-    finally:
-        db.close()
+    job = stored_job(cfg, outcome.job_id)
+    assert job is not None and job["status"] == "completed" and "share went away" in job["error"]
 
 
 def test_the_process_pool_gives_the_same_results_as_one_process(tmp_path: Path, csv_file: Path) -> None:
